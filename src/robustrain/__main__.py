@@ -1,0 +1,5 @@
+import sys
+
+from robustrain.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""Adversarial (and inverse-adversarial) attacks on models taking pixels in [0, 1].
+
+Functional API (pure functions)::
+
+    x_adv = pgd(model, x, y, eps=8/255, alpha=2/255, steps=10)          # Linf PGD-10
+    x_inv = pgd(model, x, y, eps=4/255, alpha=2/255, steps=5, descend=True, start="normal")
+    x_adv = cw_inf(model, x, y)                                           # CW-inf, 30 steps
+
+Config objects (frozen dataclasses, ``attack(model, x, y)``) and the registry::
+
+    attack = create_attack("pgd20")          # names: ATTACKS.names()
+
+Every attack returns a detached tensor inside the eps-ball ∩ [0, 1], restores the model's
+train/eval flags exactly and takes an explicit ``bn_mode`` (see :func:`bn_mode`).
+"""
+
+from robustrain.attacks.bn import BN_MODES, bn_mode
+from robustrain.attacks.functional import (
+    ATTACK_LOSSES,
+    NORMS,
+    STARTS,
+    AttackLoss,
+    Start,
+    ce_loss,
+    cw_inf,
+    fgsm,
+    margin_loss,
+    neg_margin_loss,
+    pgd,
+)
+from robustrain.attacks.objects import ATTACKS, CW, FGSM, PGD, Inverse, attack_defaults, create_attack
+
+__all__ = [
+    "ATTACKS",
+    "ATTACK_LOSSES",
+    "BN_MODES",
+    "CW",
+    "FGSM",
+    "Inverse",
+    "NORMS",
+    "PGD",
+    "STARTS",
+    "AttackLoss",
+    "Start",
+    "attack_defaults",
+    "bn_mode",
+    "ce_loss",
+    "create_attack",
+    "cw_inf",
+    "fgsm",
+    "margin_loss",
+    "neg_margin_loss",
+    "pgd",
+]

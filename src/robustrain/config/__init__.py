@@ -1,0 +1,43 @@
+"""Typed, frozen configuration: dataclass schema, YAML + dotted overrides."""
+
+from robustrain.config.load import (
+    ConfigError,
+    coerce,
+    config_from_dict,
+    config_to_dict,
+    dataclass_from_mapping,
+    dump_config,
+    load_config,
+    parse_float,
+    parse_overrides,
+)
+from robustrain.config.schema import (
+    FINAL_ATTACKS,
+    ComponentConfig,
+    Config,
+    DataConfig,
+    EvalConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "ComponentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "FINAL_ATTACKS",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "coerce",
+    "config_from_dict",
+    "config_to_dict",
+    "dataclass_from_mapping",
+    "dump_config",
+    "load_config",
+    "parse_float",
+    "parse_overrides",
+]

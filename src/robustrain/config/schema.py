@@ -1,0 +1,238 @@
+"""The typed, frozen run configuration.
+
+A run is fully described by :class:`Config`. YAML files and dotted ``key=value`` overrides
+are resolved into it by :func:`robustrain.config.load_config`; unknown keys and invalid
+values are rejected there, before anything runs or is written. The defaults below are the
+project's *main job*: a robust small CNN on ``cifar10-mini`` that trains on 2 CPU cores in a
+few minutes. Paper-scale settings live in ``configs/*.yaml``.
+
+Component sections (``model``, ``method``) hold a registry ``name`` plus that entry's own
+parameters, validated against the registry (``robustrain list models|methods``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ComponentConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "FINAL_ATTACKS",
+]
+
+#: the evaluation table printed at the end of every run (DESIGN.md protocol)
+FINAL_ATTACKS = ("natural", "pgd20", "cw30")
+
+
+def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset and loader.
+
+    Attributes:
+        name: dataset registry name (``robustrain list datasets``).
+        root: folder holding the dataset files (ignored by ``cifar10-mini`` / ``synthetic``).
+        download: try to fetch missing files from the official source (needs internet).
+        batch_size: training batch size (the papers use 128).
+        augment: the dataset's standard augmentation, done on the device: random crop
+            (zero pad 4) + horizontal flip for CIFAR; none for SVHN and the digit sets.
+        drop_last: drop the last incomplete training batch (fixed shapes for torch.compile).
+        eval_batch_size: batch size of every evaluation pass.
+    """
+
+    name: str = "cifar10-mini"
+    root: str | None = None
+    download: bool = False
+    batch_size: int = 128
+    augment: bool = True
+    drop_last: bool = False
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _positive("data.batch_size", self.batch_size)
+        _positive("data.eval_batch_size", self.eval_batch_size)
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """A registry entry and its parameters, e.g. ``method: {name: trades, beta: 6.0}``."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=_frozen)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _frozen(self.params))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD as in the UIAT paper (Appendix A.2): Nesterov momentum 0.9, weight decay 5e-4.
+
+    Attributes:
+        lr: peak learning rate (0.1; 0.2 with extra data).
+        momentum: SGD momentum.
+        nesterov: Nesterov momentum.
+        weight_decay: L2 penalty, applied to every parameter as in the reference code.
+    """
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        _positive("optim.lr", self.lr)
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"optim.momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("optim.nesterov=true needs optim.momentum > 0")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule, evaluated per optimisation step.
+
+    Attributes:
+        name: ``cyclic`` (one-cycle, the UIAT/HAT setting), ``piecewise``, ``cosine`` or
+            ``constant`` (``robustrain list schedules``).
+        pct_start: cyclic: fraction of the run spent warming up (0.25 as in the HAT code).
+        div_factor: cyclic: initial lr = lr / div_factor (25, torch OneCycleLR's default).
+        final_div_factor: cyclic: final lr = initial lr / final_div_factor (1e4).
+        cycle_momentum: cyclic: cycle SGD momentum inversely to the lr between
+            ``max_momentum`` and ``base_momentum`` (OneCycleLR's default, used by the HAT /
+            UIAT code); false keeps ``optim.momentum`` fixed.
+        base_momentum, max_momentum: cyclic momentum range (0.85, 0.95).
+        milestones: piecewise: fractions of the run where the lr is multiplied by ``gamma``
+            (0.5, 0.75: Rice et al.'s 100/150 of 200 epochs).
+        gamma: piecewise: decay factor.
+        warmup_frac: cosine: fraction of the run of linear warm-up.
+    """
+
+    name: str = "cyclic"
+    pct_start: float = 0.25
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    cycle_momentum: bool = True
+    base_momentum: float = 0.85
+    max_momentum: float = 0.95
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    warmup_frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
+        if not 0 < self.pct_start < 1:
+            raise ValueError(f"schedule.pct_start must be in (0, 1), got {self.pct_start}")
+        if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"schedule.milestones must be increasing fractions in (0, 1), got {self.milestones}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"schedule.warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if not 0 <= self.base_momentum <= self.max_momentum < 1:
+            raise ValueError("schedule needs 0 <= base_momentum <= max_momentum < 1, got "
+                             f"{self.base_momentum}, {self.max_momentum}")
+        _positive("schedule.div_factor", self.div_factor)
+        _positive("schedule.final_div_factor", self.final_div_factor)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop.
+
+    Attributes:
+        epochs: number of epochs.
+        ema: keep an exponential moving average of the weights (evaluated instead of the raw
+            weights when on).
+        ema_decay: EMA decay (0.995 in the UIAT paper), warmed up as min(decay, (1+t)/(10+t)).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        bf16: bfloat16 autocast for the training step (GPU runs; evaluation is always fp32).
+        channels_last: NHWC memory format for model and batches (GPU runs).
+        log_every: steps between progress-bar / metrics-file updates (each one host sync).
+        tensorboard: also write TensorBoard scalars (needs ``pip install tensorboard``).
+    """
+
+    epochs: int = 5
+    ema: bool = False
+    ema_decay: float = 0.995
+    device: str = "auto"
+    bf16: bool = False
+    channels_last: bool = False
+    log_every: int = 10
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("train.epochs", self.epochs)
+        _positive("train.log_every", self.log_every)
+        if not 0 < self.ema_decay < 1:
+            raise ValueError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Per-epoch and final evaluation (always fp32, eval mode, EMA weights when on).
+
+    Attributes:
+        n: size of the held-out subset (first ``n`` test images) evaluated every epoch;
+            ``best.pt`` is chosen by robust accuracy on it.
+        every: evaluate every ``every`` epochs (and always after the last one).
+        attack: attack used for the per-epoch robust accuracy (``robustrain list attacks``).
+        final_n: test images for the final table (0 = the whole test split).
+        final_attacks: attacks of the final table; ``natural`` is clean accuracy.
+    """
+
+    n: int = 500
+    every: int = 1
+    attack: str = "pgd20"
+    final_n: int = 0
+    final_attacks: tuple[str, ...] = FINAL_ATTACKS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "final_attacks", tuple(self.final_attacks))
+        _positive("eval.n", self.n)
+        _positive("eval.every", self.every)
+        if self.final_n < 0:
+            raise ValueError(f"eval.final_n must be >= 0 (0 = whole test split), got {self.final_n}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run. ``name`` defaults to ``{method}-{model}-{data}-s{seed}``.
+
+    Attributes:
+        seed: seeds model init, data order, augmentation and attack random starts.
+        out_dir: parent folder of run folders.
+        name: run folder name; when empty, derived from the components.
+    """
+
+    seed: int = 0
+    out_dir: str = "runs"
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ComponentConfig = field(default_factory=lambda: ComponentConfig("small_cnn"))
+    method: ComponentConfig = field(default_factory=lambda: ComponentConfig("pgd_at"))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.method.name}-{self.model.name}-{self.data.name}-s{self.seed}"
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{key} must be > 0, got {value}")

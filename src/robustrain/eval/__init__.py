@@ -1,0 +1,5 @@
+"""Robust evaluation: accuracy tables under the DESIGN.md protocol."""
+
+from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
+
+__all__ = ["PROTOCOL", "build_eval_attacks", "evaluate_attacks", "format_table"]

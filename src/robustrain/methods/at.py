@@ -1,0 +1,266 @@
+"""Baseline training methods: natural training, PGD-AT, TRADES, MART.
+
+Each method generates its adversaries with the model in the attack's explicit ``bn_mode``
+(default ``eval``, restored afterwards), then runs its training forwards in whatever mode
+the trainer left the model (train mode), and returns ``LossOutput(loss, logits, metrics)``
+with the adversarial logits (those the plug-in regularisers reuse).
+
+Shared hyper-parameter names:
+    eps (ε): Linf radius of the training adversary (8/255).
+    alpha (α): attack step size (2/255).
+    steps: attack steps (10).
+    beta (β): weight of the robustness regulariser (TRADES, MART).
+    init_std: std of the Gaussian start x + init_std · N(0, 1) (TRADES, MART: 0.001).
+    bn_mode: mode of the attack's forwards, ``eval`` | ``train`` | ``train_frozen_stats``.
+
+Step sizes: the official TRADES and MART scripts use eps = 0.031, alpha = 0.007; the UIAT
+paper (and the HAT code base it builds on) trains every baseline with eps = 8/255,
+alpha = 2/255, which are the defaults here so that the paper's tables are comparable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustrain.attacks import PGD, bn_mode, pgd
+from robustrain.attacks._checks import check_field_types, check_nonnegative
+from robustrain.attacks.functional import validate_attack_args
+from robustrain.data.batch import Batch
+from robustrain.methods.base import LossOutput, Method, MethodContext
+from robustrain.methods.losses import LossTerms, kl_from_logits, mart_loss, trades_loss
+from robustrain.methods.registry import METHODS
+
+__all__ = [
+    "MART",
+    "MARTParams",
+    "PGDAT",
+    "PGDATParams",
+    "Standard",
+    "StandardParams",
+    "TRADES",
+    "TRADESParams",
+    "accuracy",
+    "two_view_metrics",
+]
+
+
+def accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    """Detached 0-dim accuracy tensor (stays on the device: no host sync)."""
+    return (logits.detach().argmax(dim=1) == y).float().mean()
+
+
+def two_view_metrics(terms: LossTerms, logits_nat: Tensor, logits_adv: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """Metrics of a natural + adversarial loss: its two terms and both accuracies (detached)."""
+    return {
+        "loss_ce": terms.ce.detach(),
+        "loss_reg": terms.reg.detach(),
+        "acc_nat": accuracy(logits_nat, y),
+        "acc_adv": accuracy(logits_adv, y),
+    }
+
+
+# --------------------------------------------------------------------------- standard
+@dataclass(frozen=True)
+class StandardParams:
+    """Natural training has no hyper-parameters."""
+
+
+@METHODS.register("standard", help="natural training: CE on clean inputs")
+class Standard(Method):
+    """Natural (non-adversarial) training: ``loss = CE(f(x), y)``; logits = f(x)."""
+
+    Params = StandardParams
+
+    def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
+        logits = model(batch.x)
+        loss = F.cross_entropy(logits, batch.y)
+        return LossOutput(loss, logits, {"loss_ce": loss.detach(), "acc_nat": accuracy(logits, batch.y)})
+
+
+# --------------------------------------------------------------------------- PGD-AT
+@dataclass(frozen=True)
+class PGDATParams:
+    """Hyper-parameters of PGD-AT.
+
+    Defaults: Madry et al. 2018 (CIFAR-10: PGD with ε = 8/255, 2/255 steps, uniform random
+    start) with the UIAT paper's 10 steps; ``bn_mode = "eval"`` as the HAT / UIAT code
+    (``ctx_noparamgrad_and_eval`` around the training attack).
+    """
+
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    steps: int = 10
+    norm: str = "linf"
+    start: str = "uniform"
+    bn_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        self.attack()  # validates the attack fields once, in one place
+
+    def attack(self) -> PGD:
+        return PGD(
+            eps=self.eps, alpha=self.alpha, steps=self.steps, norm=self.norm, loss="ce",
+            start=self.start, bn_mode=self.bn_mode,
+        )
+
+
+@METHODS.register("pgd_at", help="PGD adversarial training (Madry et al. 2018): CE on PGD-10 adversaries")
+class PGDAT(Method):
+    """PGD adversarial training ("SAT").
+
+    Paper: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
+    ICLR 2018, arXiv:1706.06083.
+
+    ``loss = CE(f(x'), y)`` with x' = PGD(x) (CE, uniform start); logits = f(x'). f(x) is
+    not computed: the loss does not need it.
+
+    Example:
+        >>> import torch
+        >>> from robustrain.data.batch import Batch
+        >>> from robustrain.methods import MethodContext, create_method
+        >>> ctx = MethodContext(num_classes=3, image_shape=(3, 2, 2), num_train=4, epochs=1)
+        >>> method = create_method("pgd_at", ctx, steps=2)
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+        >>> out = method(model, Batch(torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]), torch.arange(4)))
+        >>> out.logits.shape, sorted(out.metrics)
+        (torch.Size([4, 3]), ['acc_adv', 'loss_ce'])
+    """
+
+    Params = PGDATParams
+
+    def __init__(self, params: PGDATParams, ctx: MethodContext) -> None:
+        super().__init__(params, ctx)
+        self.attack = params.attack()
+
+    def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
+        x_adv = self.attack(model, batch.x, batch.y)
+        logits_adv = model(x_adv)
+        loss = F.cross_entropy(logits_adv, batch.y)
+        return LossOutput(
+            loss, logits_adv, {"loss_ce": loss.detach(), "acc_adv": accuracy(logits_adv, batch.y)}
+        )
+
+
+# --------------------------------------------------------------------------- TRADES
+def _kl_to_target(logits: Tensor, target_logits: Tensor) -> Tensor:
+    """TRADES' attack objective: per-example KL(softmax(target) || softmax(logits))."""
+    return kl_from_logits(target_logits, logits, reduction="none")
+
+
+@dataclass(frozen=True)
+class TRADESParams:
+    """Hyper-parameters of TRADES.
+
+    Defaults: official yaodongyu/TRADES (``trades.py``; README: β = 6 for CIFAR-10; attack
+    of 10 steps from x + 0.001 · N(0, 1) in eval mode, maximising the KL), with the UIAT
+    paper's ε = 8/255, α = 2/255 (official script: 0.031 / 0.007).
+    """
+
+    beta: float = 6.0
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    steps: int = 10
+    init_std: float = 0.001
+    bn_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_nonnegative("beta", self.beta)
+        validate_attack_args(
+            eps=self.eps, alpha=self.alpha, steps=self.steps, norm="linf",
+            bn_mode=self.bn_mode, init_std=self.init_std, clip=(0.0, 1.0),
+        )
+
+
+@METHODS.register("trades", help="TRADES (Zhang et al. 2019): CE(f(x)) + beta KL(f(x) || f(x'))")
+class TRADES(Method):
+    """TRADES.
+
+    Paper: Zhang et al., "Theoretically Principled Trade-off between Robustness and
+    Accuracy", ICML 2019, arXiv:1901.08573.
+
+    x' maximises KL(f(x) || f(x')) (Linf PGD from x + 0.001 · N(0, 1), the natural target
+    computed once in the attack's ``bn_mode``); ``loss = CE(f(x), y) + β · KL(f(x) || f(x'))``
+    (:func:`robustrain.methods.losses.trades_loss`); logits = f(x').
+    """
+
+    Params = TRADESParams
+
+    def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
+        p = self.params
+        x, y = batch.x, batch.y
+        # the attack's fixed target; the official code recomputes this identical
+        # eval-mode prediction at every step
+        with torch.no_grad(), bn_mode(model, p.bn_mode):
+            target_logits = model(x)
+        x_adv = pgd(
+            model, x, target_logits, eps=p.eps, alpha=p.alpha, steps=p.steps, norm="linf",
+            loss=_kl_to_target, start="normal", init_std=p.init_std, bn_mode=p.bn_mode,
+        )
+        logits_nat = model(x)
+        logits_adv = model(x_adv)
+        terms = trades_loss(logits_nat, logits_adv, y, p.beta)
+        return LossOutput(terms.total, logits_adv, two_view_metrics(terms, logits_nat, logits_adv, y))
+
+
+# --------------------------------------------------------------------------- MART
+@dataclass(frozen=True)
+class MARTParams:
+    """Hyper-parameters of MART.
+
+    Defaults: official YisenWang/MART (``mart.py``, ``train_wideresnet.py``: β = 6, PGD-10
+    on CE from x + 0.001 · N(0, 1) in eval mode), with the UIAT paper's ε = 8/255,
+    α = 2/255 (official script: 0.031 / 0.007).
+    """
+
+    beta: float = 6.0
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    steps: int = 10
+    init_std: float = 0.001
+    bn_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        check_nonnegative("beta", self.beta)
+        self.attack()
+
+    def attack(self) -> PGD:
+        return PGD(
+            eps=self.eps, alpha=self.alpha, steps=self.steps, norm="linf", loss="ce",
+            start="normal", init_std=self.init_std, bn_mode=self.bn_mode,
+        )
+
+
+@METHODS.register("mart", help="MART (Wang et al. 2020): boosted CE + beta misclassification-weighted KL")
+class MART(Method):
+    """MART.
+
+    Paper: Wang et al., "Improving Adversarial Robustness Requires Revisiting Misclassified
+    Examples", ICLR 2020.
+
+    x' = PGD-10 on CE from x + 0.001 · N(0, 1) (the official start; here projected onto the
+    ball ∩ [0, 1] before the first step, the official code only clamps after it);
+    ``loss = BCE(f(x'), y) + β · mean_i KL(f(x_i) || f(x'_i)) (1 - f(x_i)_{y_i})``
+    (:func:`robustrain.methods.losses.mart_loss`); logits = f(x').
+    """
+
+    Params = MARTParams
+
+    def __init__(self, params: MARTParams, ctx: MethodContext) -> None:
+        super().__init__(params, ctx)
+        self.attack = params.attack()
+
+    def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
+        x, y = batch.x, batch.y
+        x_adv = self.attack(model, x, y)
+        # natural forward first, as the official code (the order of BN running-stat updates)
+        logits_nat = model(x)
+        logits_adv = model(x_adv)
+        terms = mart_loss(logits_nat, logits_adv, y, self.params.beta)
+        return LossOutput(terms.total, logits_adv, two_view_metrics(terms, logits_nat, logits_adv, y))

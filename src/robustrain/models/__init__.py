@@ -1,0 +1,36 @@
+"""Models: pixels in [0, 1] in, logits (and penultimate features) out.
+
+Build models with :func:`create_model`; every backbone is a :class:`Classifier` behind a
+:class:`Normalize` layer, and ``model(x, return_features=True)`` gives ``(logits, features)``
+from one forward pass.
+
+Example:
+    >>> import torch
+    >>> from robustrain.models import MODELS, create_model
+    >>> "resnet18" in MODELS
+    True
+    >>> model = create_model("small_cnn", 10)
+    >>> model(torch.rand(4, 3, 32, 32)).shape
+    torch.Size([4, 10])
+"""
+
+from .activations import ACTIVATIONS, make_activation
+from .base import Classifier, Normalize, NormalizedClassifier, logits_and_features
+from .registry import COMMON_PARAMS, MODELS, create_model, model_params, register_model
+
+# Imported for their side effect: each module registers its architectures in MODELS.
+from . import preact_resnet, resnet, small_cnn, wide_resnet  # noqa: E402,F401  isort: skip
+
+__all__ = [
+    "ACTIVATIONS",
+    "COMMON_PARAMS",
+    "MODELS",
+    "Classifier",
+    "Normalize",
+    "NormalizedClassifier",
+    "create_model",
+    "logits_and_features",
+    "make_activation",
+    "model_params",
+    "register_model",
+]

@@ -1,0 +1,166 @@
+"""The model registry and the one factory, :func:`create_model`, that builds every model.
+
+A registered factory has the signature
+``factory(num_classes, *, in_channels=3, activation="relu", **arch_kwargs) -> Classifier``;
+its extra keyword-only arguments (with defaults) are the model's tunable parameters, read by
+:func:`model_params` so the config layer can reject unknown keys before anything runs.
+Registry metadata ``smoke_kwargs`` gives a cheap configuration of the same architecture for
+tests and CLI smoke runs (e.g. a depth-10 width-1 WRN), so a new entry is tested for free.
+
+Example:
+    >>> import torch
+    >>> from robustrain.models import create_model
+    >>> model = create_model("small_cnn", 10, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    >>> logits, feats = model(torch.rand(2, 3, 32, 32), return_features=True)
+    >>> tuple(logits.shape), tuple(feats.shape)
+    ((2, 10), (2, 256))
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Sequence
+
+from ..registry import Registry
+from .activations import check_activation
+from .base import Classifier, Normalize, NormalizedClassifier
+
+__all__ = ["MODELS", "create_model", "model_params", "register_model", "COMMON_PARAMS"]
+
+ModelFactory = Callable[..., Classifier]
+
+MODELS: Registry[ModelFactory] = Registry("model")
+
+# Arguments every factory takes; create_model owns them, so model_params leaves them out.
+COMMON_PARAMS: tuple[str, ...] = ("num_classes", "in_channels", "activation")
+
+
+def register_model(
+    name: str, *, help: str = "", smoke_kwargs: dict[str, Any] | None = None
+) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding a factory to :data:`MODELS` after checking it follows the contract.
+
+    Args:
+        name: registry name used in configs and on the command line.
+        help: one-line description for ``robustrain list`` (defaults to the docstring's first line).
+        smoke_kwargs: architecture kwargs giving a tiny, fast variant for tests.
+
+    Raises:
+        TypeError: the factory lacks ``num_classes``, ``in_channels`` or ``activation``, or has
+            an architecture parameter without a default (configs could not omit it).
+    """
+
+    def deco(factory: ModelFactory) -> ModelFactory:
+        params = inspect.signature(factory).parameters
+        missing = [p for p in COMMON_PARAMS if p not in params]
+        if missing:
+            raise TypeError(f"model factory {name!r} lacks parameter(s) {missing}")
+        no_default = [
+            p.name
+            for p in params.values()
+            if p.name not in COMMON_PARAMS and p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        if no_default:
+            raise TypeError(f"model factory {name!r}: parameter(s) {no_default} need a default")
+        MODELS.add(name, factory, help=help, smoke_kwargs=dict(smoke_kwargs or {}))
+        return factory
+
+    return deco
+
+
+def model_params(name: str) -> dict[str, Any]:
+    """Architecture parameters of model ``name`` mapped to their defaults.
+
+    ``num_classes``, ``in_channels`` and ``activation`` (taken by every model) and
+    ``mean``/``std`` (owned by :func:`create_model`) are not included.
+
+    Raises:
+        KeyError: ``name`` is not registered (the message lists the known names).
+
+    Example:
+        >>> model_params("wrn34_10")
+        {'depth': 34, 'width': 10, 'dropout': 0.0}
+    """
+    params = inspect.signature(MODELS.get(name)).parameters
+    return {
+        p.name: p.default
+        for p in params.values()
+        if p.name not in COMMON_PARAMS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+
+
+def _check_stats(
+    label: str, values: Sequence[float] | None, in_channels: int, default: float
+) -> tuple[float, ...]:
+    if values is None:
+        return (default,) * in_channels
+    values = tuple(float(v) for v in values)
+    if len(values) != in_channels:
+        raise ValueError(f"{label} has {len(values)} values but in_channels={in_channels}")
+    return values
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    in_channels: int = 3,
+    activation: str = "relu",
+    **kwargs: Any,
+) -> NormalizedClassifier:
+    """Build registered model ``name`` taking pixels in [0, 1].
+
+    The result is always ``NormalizedClassifier(Normalize(mean, std), backbone)``. Without
+    mean/std the normalisation is the identity (mean 0, std 1): every model then has the same
+    structure and state_dict keys (``normalize.*``, ``backbone.*``), so checkpoints, EMA copies
+    and feature hooks never depend on whether a dataset had statistics.
+
+    Args:
+        name: a name in :data:`MODELS` (``resnet18``, ``preact_resnet18``, ``wrn28_10``,
+            ``wrn34_10``, ``small_cnn``, ...).
+        num_classes: number of output logits.
+        mean: per-channel dataset mean (length ``in_channels``); give both mean and std or neither.
+        std: per-channel dataset standard deviation, positive.
+        in_channels: image channels (1 for MNIST).
+        activation: ``relu`` or ``silu``, used for every activation inside the net.
+        **kwargs: architecture parameters, see :func:`model_params` (e.g. ``depth``, ``width``).
+
+    Returns:
+        A module mapping (N, in_channels, H, W) in [0, 1] to logits (N, num_classes), or to
+        ``(logits, features)`` with ``return_features=True``.
+
+    Raises:
+        KeyError: unknown ``name``.
+        ValueError: unknown architecture kwarg, bad activation, bad sizes or statistics.
+
+    Example:
+        >>> import torch
+        >>> model = create_model("wrn28_10", 10, depth=10, width=1)
+        >>> model(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    factory = MODELS.get(name)
+    valid = model_params(name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} got unknown argument(s) {unknown}; its parameters are {sorted(valid)} "
+            f"(plus num_classes, in_channels, activation, mean, std)"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    check_activation(activation)
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither")
+    mean_t = _check_stats("mean", mean, in_channels, 0.0)
+    std_t = _check_stats("std", std, in_channels, 1.0)
+
+    backbone = factory(num_classes, in_channels=in_channels, activation=activation, **kwargs)
+    if not isinstance(backbone, Classifier):
+        raise TypeError(f"model factory {name!r} returned {type(backbone).__name__}, not a Classifier")
+    return NormalizedClassifier(Normalize(mean_t, std_t), backbone)

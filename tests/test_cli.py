@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robustrain.cli import main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("train", "eval", "list"):
+        assert cmd in out
+
+
+@pytest.mark.parametrize("what", ["datasets", "models", "attacks", "methods", "schedules", "configs"])
+def test_list(what, capsys):
+    assert main(["list", what]) == 0
+    out = capsys.readouterr().out
+    assert out.strip()
+
+
+def test_list_shows_registry_entries(capsys):
+    from robustrain.methods import METHODS
+
+    main(["list", "methods"])
+    out = capsys.readouterr().out
+    for name in METHODS.names():
+        assert name in out
+
+
+@pytest.mark.parametrize("override", ["train.epoch=3", "method.eps=abc", "data.name=nope"])
+def test_bad_config_exit_2_one_line_nothing_written(override, tmp_path, capsys):
+    code = main(["train", f"out_dir={tmp_path / 'runs'}", override])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustrain: error:") and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_print_config(capsys):
+    assert main(["train", "--print-config", "train.epochs=3"]) == 0
+    assert "epochs: 3" in capsys.readouterr().out
+
+
+def test_train_then_eval(tiny_overrides, tmp_path, capsys):
+    assert main(["train", *tiny_overrides, "train.epochs=1", "name=smoke", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "final evaluation" in out and "pgd20" in out and "cw30" in out
+    run = tmp_path / "runs" / "smoke"
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["final"]) == {"natural", "pgd20", "cw30"}
+
+    assert main(["eval", str(run / "best.pt"), "--n", "32", "--attacks", "natural,pgd20", "--eps", "4/255",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "eps=4/255" in out
+    result = json.loads((run / "best-eval.json").read_text())
+    assert result["n"] == 32 and set(result["accuracy"]) == {"natural", "pgd20"}
+    assert result["eps"] == pytest.approx(4 / 255)
+    # a stronger attack never beats clean accuracy on the same images
+    assert result["accuracy"]["pgd20"] <= result["accuracy"]["natural"]
+
+    # same run name again: refused with a one-line hint, nothing lost
+    before = (run / "last.pt").read_bytes()
+    assert main(["train", *tiny_overrides, "train.epochs=1", "name=smoke"]) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_eval_errors(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.pt")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["eval", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "corrupt" in err and "\n" not in err
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "robustrain", "list", "datasets"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "cifar10-mini" in proc.stdout

@@ -1,0 +1,122 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from robustrain.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_float,
+)
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+def test_defaults_are_the_main_job():
+    cfg = load_config()
+    assert cfg.data.name == "cifar10-mini"
+    assert cfg.model.name == "small_cnn"
+    assert cfg.optim.nesterov and cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 5e-4
+
+
+def test_frozen():
+    cfg = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 3
+    with pytest.raises(TypeError):
+        cfg.method.params["eps"] = 1.0
+
+
+@pytest.mark.parametrize("text,value", [("8/255", 8 / 255), ("0.5", 0.5), (2, 2.0), (" 1 / 4 ", 0.25)])
+def test_parse_float(text, value):
+    assert parse_float(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("bad", ["eight", "8/0", True, None, [1]])
+def test_parse_float_rejects(bad):
+    with pytest.raises(ConfigError):
+        parse_float(bad)
+
+
+def test_overrides_and_fraction():
+    cfg = load_config(None, ["method=trades", "method.beta=3", "method.eps=8/255", "train.epochs=4", "seed=7"])
+    assert cfg.method.name == "trades"
+    assert cfg.method.params["beta"] == 3.0
+    assert cfg.method.params["eps"] == pytest.approx(8 / 255)
+    assert cfg.train.epochs == 4 and cfg.seed == 7
+    assert cfg.run_name == "trades-small_cnn-cifar10-mini-s7"
+
+
+def test_method_name_override_drops_previous_params():
+    cfg = load_config(None, ["method.steps=3", "method=standard"])
+    assert cfg.method.name == "standard" and dict(cfg.method.params) == {}
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("train.epoch=3", "unknown key train.epoch"),
+        ("bogus=1", "unknown key bogus"),
+        ("train.epochs=0", "train.epochs must be > 0"),
+        ("train.epochs=two", "expected an integer"),
+        ("train.ema=maybe", "expected true or false"),
+        ("method.nope=1", "unknown key method.nope"),
+        ("method=nonexistent", "unknown method"),
+        ("model=nonexistent", "unknown model"),
+        ("model.width=wide", "model.width"),
+        ("data.name=imagenet", "unknown dataset"),
+        ("schedule.name=linear", "unknown schedule"),
+        ("eval.attack=pgd99", "unknown attack"),
+        ("optim.momentum=1.5", "optim.momentum"),
+        ("schedule.milestones=[0.8,0.2]", "increasing"),
+        ("method.eps=-1", "eps"),
+        ("noequals", "key=value"),
+    ],
+)
+def test_rejections(override, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    msg = str(info.value)
+    assert fragment in msg
+    assert "\n" not in msg
+
+
+def test_round_trip():
+    cfg = load_config(None, ["method=trades", "schedule.milestones=[0.3,0.6]", "eval.final_attacks=natural,pgd20"])
+    again = config_from_dict(config_to_dict(cfg))
+    assert again == cfg
+    assert again.eval.final_attacks == ("natural", "pgd20")
+
+
+def test_yaml_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("seed: 3\nmethod:\n  name: trades\n  beta: 2\ntrain:\n  epochs: 5\n")
+    cfg = load_config(p, ["train.epochs=6"])
+    assert (cfg.seed, cfg.method.name, cfg.method.params["beta"], cfg.train.epochs) == (3, "trades", 2.0, 6)
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("trian:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="unknown key trian"):
+        load_config(bad)
+
+
+def test_default_config_is_a_config():
+    assert isinstance(load_config(), Config)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("#") and "robustrain train" in path.read_text()

@@ -1,0 +1,209 @@
+import json
+import math
+
+import pytest
+import torch
+
+from robustrain.config import ScheduleConfig, load_config
+from robustrain.train import EMA, CheckpointError, load_checkpoint, lr_at, save_checkpoint
+from robustrain.train.checkpoint import FORMAT, rng_state, set_rng_state
+from robustrain.train.schedules import SCHEDULES, momentum_at
+from robustrain.train.trainer import NonFiniteLossError, RunExistsError, fit
+
+
+# ------------------------------------------------------------------ schedules
+def test_cyclic_matches_torch_onecycle():
+    # the HAT / UIAT code uses torch's OneCycleLR(max_lr=lr, pct_start=0.25): lr and momentum
+    total, lr = 37, 0.1
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.25)
+    cfg = ScheduleConfig(name="cyclic")
+    for step in range(total):
+        assert lr_at(cfg, step, total, lr) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
+        assert momentum_at(cfg, step, total) == pytest.approx(opt.param_groups[0]["momentum"], rel=1e-9)
+        opt.step()
+        sched.step()
+    assert momentum_at(ScheduleConfig(name="cyclic", cycle_momentum=False), 3, total) is None
+    assert momentum_at(ScheduleConfig(name="cosine"), 3, total) is None
+
+
+def test_piecewise_and_cosine():
+    pw = ScheduleConfig(name="piecewise", milestones=(0.5, 0.75), gamma=0.1)
+    assert [round(lr_at(pw, s, 100, 1.0), 6) for s in (0, 49, 50, 74, 75, 99)] == [1, 1, 0.1, 0.1, 0.01, 0.01]
+    cos = ScheduleConfig(name="cosine")
+    assert lr_at(cos, 0, 100, 1.0) == 1.0
+    assert lr_at(cos, 50, 100, 1.0) == pytest.approx(0.5)
+    warm = ScheduleConfig(name="cosine", warmup_frac=0.1)
+    assert lr_at(warm, 0, 100, 1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+def test_schedules_positive_finite(name):
+    cfg = ScheduleConfig(name=name)
+    lrs = [lr_at(cfg, s, 50, 0.1) for s in range(50)]
+    assert all(math.isfinite(v) and 0 <= v <= 0.1 + 1e-12 for v in lrs)
+
+
+# ------------------------------------------------------------------------ EMA
+def test_ema_hand_computation():
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(net.weight, 1.0)
+    ema = EMA(net, decay=0.5)
+    net.weight.data.fill_(3.0)
+    ema.update(net, step=0)  # d = min(0.5, 1/10) = 0.1 -> 0.1*1 + 0.9*3
+    assert ema.module.weight.item() == pytest.approx(2.8)
+    net.weight.data.fill_(0.0)
+    ema.update(net, step=100)  # d = 0.5
+    assert ema.module.weight.item() == pytest.approx(1.4)
+
+
+def test_ema_copies_bn_buffers():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = EMA(net)
+    net.train()
+    net(torch.randn(8, 1, 4, 4) * 5 + 3)
+    ema.update(net, step=1000)
+    assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
+    assert not ema.module.training
+
+
+# ----------------------------------------------------------------- checkpoint
+def test_checkpoint_atomic_and_safe(tmp_path):
+    p = tmp_path / "c.pt"
+    obj = {"format": FORMAT, "config": {}, "epoch": 1, "model": {"w": torch.ones(2)}, "rng": rng_state()}
+    save_checkpoint(obj, p)
+    back = load_checkpoint(p)
+    assert torch.equal(back["model"]["w"], torch.ones(2))
+    assert [f.name for f in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+
+
+def test_rng_round_trip():
+    state = rng_state()
+    a = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
+    set_rng_state(state)
+    b = (torch.rand(3), __import__("random").random(), __import__("numpy").random.rand())
+    assert torch.equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a robustrain checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_failed_save_keeps_previous(tmp_path, monkeypatch):
+    p = tmp_path / "c.pt"
+    save_checkpoint({"format": FORMAT, "config": {}, "epoch": 1, "model": {}}, p)
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint({"format": FORMAT, "config": {}, "epoch": 2, "model": {}}, p)
+    assert p.read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["c.pt"]
+
+
+# -------------------------------------------------------------------- trainer
+def _states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fit_writes_run_folder(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["train.ema=true"])
+    summary = fit(cfg, progress=False, verbose=False)
+    run = cfg.out_dir + "/" + cfg.run_name
+    import pathlib
+
+    run = pathlib.Path(run)
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "summary.json"):
+        assert (run / name).exists(), name
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"natural", "pgd20"} <= set(records[-1]["eval"])
+    assert set(summary["final"]) == {"natural", "pgd20", "cw30"}
+    assert summary["weights"] == "ema"
+    assert all(0 <= v <= 1 for v in summary["final"].values())
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["ema"] is not None
+    assert load_config(run / "config.yaml") == cfg
+
+
+def test_run_exists_error(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    fit(cfg, progress=False, verbose=False)
+    with pytest.raises(RunExistsError, match="--resume"):
+        fit(cfg, progress=False, verbose=False)
+    fit(cfg, progress=False, verbose=False, overwrite=True)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("extra", [[], ["train.ema=true", "method=trades", "method.steps=2"]])
+def test_resume_is_bit_identical(tmp_path, tiny_overrides, extra):
+    over = tiny_overrides + extra + ["train.epochs=3", "eval.every=2"]
+    full_cfg = load_config(None, over + [f"out_dir={tmp_path / 'a'}"])
+    fit(full_cfg, progress=False, verbose=False)
+
+    cut_cfg = load_config(None, over + [f"out_dir={tmp_path / 'b'}"])
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(cut_cfg, progress=False, verbose=False, on_epoch_end=stop)
+    fit(cut_cfg, resume=True, progress=False, verbose=False)
+
+    a = load_checkpoint(tmp_path / "a" / full_cfg.run_name / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / cut_cfg.run_name / "last.pt")
+    assert _states_equal(a["model"], b["model"])
+    assert _states_equal(a["method"], b["method"])
+    if a["ema"] is not None:
+        assert _states_equal(a["ema"], b["ema"])
+    assert a["step"] == b["step"]
+    ra = [json.loads(x) for x in (tmp_path / "a" / full_cfg.run_name / "metrics.jsonl").read_text().splitlines()]
+    rb = [json.loads(x) for x in (tmp_path / "b" / cut_cfg.run_name / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda r: {k: v for k, v in r.items() if not k.endswith("time_s")}  # noqa: E731
+    assert [strip(r) for r in ra] == [strip(r) for r in rb]
+
+
+def test_nan_loss_stops_cleanly_and_keeps_checkpoints(tiny_overrides, monkeypatch):
+    import robustrain.train.trainer as trainer_mod
+
+    real = trainer_mod.create_method
+
+    def poisoned(name, ctx, **params):
+        method = real(name, ctx, **params)
+        forward = method.forward
+
+        def nan_after_first_epoch(model, batch):
+            out = forward(model, batch)
+            if method.epoch >= 1:
+                return out._replace(loss=out.loss * float("nan"))
+            return out
+
+        method.forward = nan_after_first_epoch
+        return method
+
+    monkeypatch.setattr(trainer_mod, "create_method", poisoned)
+    cfg = load_config(None, tiny_overrides)
+    with pytest.raises(NonFiniteLossError, match="epoch 2") as info:
+        fit(cfg, progress=False, verbose=False)
+    assert "\n" not in str(info.value)
+    import pathlib
+
+    run = pathlib.Path(cfg.out_dir) / cfg.run_name
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
