@@ -87,3 +87,29 @@ def test_module_entry_point():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "cifar10-mini" in proc.stdout
+
+
+def test_missing_dataset_one_line_nothing_written(tmp_path, capsys):
+    code = main(["train", f"out_dir={tmp_path / 'runs'}", "data.name=cifar10", f"data.root={tmp_path / 'nodata'}"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustrain: error:") and "\n" not in err
+    assert "data_batch_1" in err and "c99cafc152244af753f735de768cd75f" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_tensorboard_missing_is_a_config_error(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", no_tensorboard)
+    code = main(["train", f"out_dir={tmp_path / 'runs'}", "train.tensorboard=true", "data.name=synthetic"])
+    assert code == 2
+    assert "pip install tensorboard" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

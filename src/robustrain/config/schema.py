@@ -162,7 +162,7 @@ class TrainConfig:
         tensorboard: also write TensorBoard scalars (needs ``pip install tensorboard``).
     """
 
-    epochs: int = 5
+    epochs: int = 4
     ema: bool = False
     ema_decay: float = 0.995
     device: str = "auto"
@@ -193,7 +193,7 @@ class EvalConfig:
         final_attacks: attacks of the final table; ``natural`` is clean accuracy.
     """
 
-    n: int = 500
+    n: int = 256
     every: int = 1
     attack: str = "pgd20"
     final_n: int = 0

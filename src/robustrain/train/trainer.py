@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import random
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustrain.config import Config, config_from_dict, config_to_dict, dump_config
+from robustrain.config import Config, ConfigError, config_from_dict, config_to_dict, dump_config
 from robustrain.data import DeviceLoader, get_dataset_info, load_split
 from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
 from robustrain.methods import MethodContext, create_method
@@ -169,11 +170,13 @@ def _prepare_run_dir(cfg: Config, run_dir: Path | None, resume: bool, overwrite:
                 f"run folder {run_dir} already holds a run; pass --resume to continue it, "
                 "--overwrite to replace it, or name=NEW_NAME for a new run"
             )
-        for name in ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "config.yaml"):
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "summary.json", "config.yaml"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
 
 
 def _checkpoint(run: _Run, epoch: int, step: int, best: float, best_epoch: int, metrics: dict) -> dict:
@@ -237,6 +240,12 @@ def fit(
     """
     from tqdm.auto import tqdm
 
+    if cfg.train.tensorboard:
+        try:
+            importlib.import_module("torch.utils.tensorboard")
+        except ImportError:
+            raise ConfigError("train.tensorboard=true needs TensorBoard: pip install tensorboard, "
+                              "or set train.tensorboard=false") from None
     run_dir = _prepare_run_dir(cfg, Path(run_dir) if run_dir else None, resume, overwrite)
     ckpt = None
     if resume:
@@ -245,7 +254,10 @@ def fit(
     if progress is None:
         progress = sys.stderr.isatty()
 
-    run = _build(cfg)
+    run = _build(cfg)  # data and model errors surface here, before the run folder is touched
+    if not resume and overwrite:
+        _clear_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     logger = MetricsLogger(run_dir / "metrics.jsonl",
                            run_dir / "tensorboard" if cfg.train.tensorboard else None)
@@ -332,7 +344,7 @@ def fit(
                 record["eval"] = acc
                 record["eval_time_s"] = time.perf_counter() - t1
                 robust = acc[cfg.eval.attack]
-                is_best = robust > best
+                is_best = robust >= best  # ties go to the later epoch (further along the schedule)
                 if is_best:
                     best, best_epoch = robust, epoch + 1
             else:
