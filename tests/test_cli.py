@@ -113,3 +113,20 @@ def test_tensorboard_missing_is_a_config_error(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert "pip install tensorboard" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_download_flag_without_network_fails_cleanly(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code = main(["train", f"out_dir={tmp_path / 'runs'}", "data.name=cifar10", f"data.root={tmp_path / 'd'}",
+                 "--download"])
+    assert code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustrain: error:") and "\n" not in err
+    assert not (tmp_path / "runs").exists()
+    leftovers = [p for p in (tmp_path / "d").rglob("*") if p.is_file()] if (tmp_path / "d").exists() else []
+    assert leftovers == []

@@ -47,7 +47,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_dict(load_checkpoint(run_dir / "last.pt")["config"])
         fit(cfg, run_dir=run_dir, resume=True, progress=args.progress)
         return 0
-    cfg = load_config(_resolve_config_path(args.config) if args.config else None, args.overrides)
+    overrides = list(args.overrides) + (["data.download=true"] if args.download else [])
+    cfg = load_config(_resolve_config_path(args.config) if args.config else None, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -77,7 +78,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         attacks = build_eval_attacks(names, **overrides)
     except KeyError as e:
         raise _UsageError(f"--attacks: {e.args[0]}") from None
-    x, y = load_split(cfg.data.name, "test", root=args.data_root or cfg.data.root)
+    x, y = load_split(cfg.data.name, "test", root=args.data_root or cfg.data.root, download=args.download)
     n = x.shape[0] if args.n is None else min(args.n, x.shape[0])
     if n <= 0:
         raise _UsageError("--n must be positive")
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    t.add_argument("--download", action="store_true",
+                   help="fetch missing dataset files from the official source (needs internet); "
+                        "same as data.download=true")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="live progress bar (default: when stderr is a terminal)")
@@ -221,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     e.add_argument("--data-root", default=None, help="dataset folder if it moved since training")
+    e.add_argument("--download", action="store_true", help="fetch the test files if missing (needs internet)")
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default: 0)")
     e.add_argument("--no-ema", action="store_true", help="evaluate the raw weights even when EMA weights exist")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")

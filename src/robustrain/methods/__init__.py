@@ -3,10 +3,24 @@
 Build one from a config with :func:`create_method` (names: ``METHODS.names()``); the
 hyper-parameters of each are the fields of ``method_params(name)``. The loss formulas live
 once, as pure functions, in :mod:`robustrain.methods.losses`.
+
+``<base>+uiat`` (the UIAT regulariser on a base method) is registered for every base method
+by :func:`register_uiat_plugins`, called at the END of this module: import a new family's
+module above that call and its ``<name>+uiat`` exists with no further code.
 """
 
 from robustrain.methods.base import LossOutput, Method, MethodContext
-from robustrain.methods.losses import LossTerms, kl_div, kl_from_logits, mart_loss, trades_loss
+from robustrain.methods.losses import (
+    LossTerms,
+    inverse_loss,
+    kl_div,
+    kl_from_logits,
+    l1_per_example,
+    mart_loss,
+    trades_loss,
+    uiat_loss,
+    uiat_regulariser,
+)
 from robustrain.methods.registry import METHODS, create_method, method_params
 
 # imported for their registrations
@@ -21,8 +35,25 @@ from robustrain.methods.at import (  # noqa: E402  isort: skip
     StandardParams,
     TRADESParams,
 )
+from robustrain.methods import inverse  # noqa: E402,F401  isort: skip
+from robustrain.methods.inverse import (  # noqa: E402  isort: skip
+    IAT,
+    UIAT,
+    IATParams,
+    UIATOneOff,
+    UIATOneOffParams,
+    UIATParams,
+    UIATPlugin,
+    UIATPluginParams,
+    register_uiat_plugins,
+)
+
+# last: <base>+uiat for every base method imported above
+register_uiat_plugins()
 
 __all__ = [
+    "IAT",
+    "IATParams",
     "LossOutput",
     "LossTerms",
     "MART",
@@ -36,10 +67,21 @@ __all__ = [
     "StandardParams",
     "TRADES",
     "TRADESParams",
+    "UIAT",
+    "UIATOneOff",
+    "UIATOneOffParams",
+    "UIATParams",
+    "UIATPlugin",
+    "UIATPluginParams",
     "create_method",
     "kl_div",
+    "inverse_loss",
     "kl_from_logits",
+    "l1_per_example",
     "mart_loss",
     "method_params",
+    "register_uiat_plugins",
     "trades_loss",
+    "uiat_loss",
+    "uiat_regulariser",
 ]

@@ -6,6 +6,10 @@ Notation:
         CIFAR-10 in the official code.
     KL(p || q) = Σ_j p_j (log p_j - log q_j), with 0 · log 0 = 0.
 
+UIAT (Dong et al. 2023, arXiv:2211.00525) adds two formulas, see
+:mod:`robustrain.methods.inverse` for their notation: the inverse adversarial loss L_Inv
+(:func:`inverse_loss`, Eq. 4) and the training loss L_UIAT (:func:`uiat_loss`, Eq. 7).
+
 Composite losses return :class:`LossTerms` ``(total, ce, reg)`` with ``total = ce + β·reg``
 so a method can log the two parts without computing them twice.
 """
@@ -20,7 +24,17 @@ from torch import Tensor
 
 from robustrain.attacks._checks import check_choice
 
-__all__ = ["LossTerms", "kl_div", "kl_from_logits", "mart_loss", "trades_loss"]
+__all__ = [
+    "LossTerms",
+    "inverse_loss",
+    "kl_div",
+    "kl_from_logits",
+    "l1_per_example",
+    "mart_loss",
+    "trades_loss",
+    "uiat_loss",
+    "uiat_regulariser",
+]
 
 _REDUCTIONS = ("batchmean", "sum", "none")
 
@@ -152,3 +166,114 @@ def mart_loss(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, beta: float) ->
     kl = kl_div(p, torch.log(q + 1e-12), reduction="none")
     reg = (kl * (1.0000001 - p_true)).sum() / y.shape[0]
     return LossTerms(bce + beta * reg, bce, reg)
+
+
+# --------------------------------------------------------------------------- UIAT
+def l1_per_example(a: Tensor, b: Tensor) -> Tensor:
+    """Per-example L1 distance of UIAT's feature regulariser: ``mean_d |a_d - b_d|`` -> (N,).
+
+    The mean (not the sum) over the feature dimension, as ``F.l1_loss`` of the official code
+    applied per example; leading dimension = examples, the rest are flattened.
+
+    Example:
+        >>> l1_per_example(torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 0.0]])).tolist()
+        [2.0]
+    """
+    return (a - b).abs().flatten(1).mean(dim=1)
+
+
+def inverse_loss(
+    logits_inv: Tensor,
+    y: Tensor,
+    feat_inv: Tensor | None = None,
+    feat_nat: Tensor | None = None,
+    feat_adv: Tensor | None = None,
+    beta: float = 0.0,
+) -> Tensor:
+    """UIAT's inverse adversarial loss L_Inv (Eq. 4), per example; inverse adversaries DESCEND it.
+
+    ``L_Inv(x~) = CE(f(x~), y) + β · [ L1(F(x~), F(x)) - L1(F(x~), F(x^)) ]``
+
+    with F the penultimate features and L1 the mean absolute difference per example
+    (:func:`l1_per_example`): pulls x~ toward the natural features and away from the
+    adversarial ones (a triplet on the features). ``beta = 0`` is CE only (no feature
+    regulariser; the features may then be None).
+
+    Args:
+        logits_inv: (N, C) f(x~), may carry gradient.
+        y: (N,) labels.
+        feat_inv: (N, D) F(x~), may carry gradient (required when beta != 0).
+        feat_nat: (N, D) F(x), a constant (detached) reference.
+        feat_adv: (N, D) F(x^), a constant (detached) reference.
+        beta: β >= 0, a Python float (1.0 in the paper).
+
+    Returns:
+        (N,) per-example losses; sum them for a per-class or batch total.
+
+    Example:
+        >>> z, y = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+        >>> f = torch.tensor([[1.0, 1.0]])
+        >>> round(float(inverse_loss(z, y, f, f + 1.0, f + 3.0, beta=1.0)), 4)  # CE + (1 - 3)
+        -1.8731
+    """
+    ce = F.cross_entropy(logits_inv, y, reduction="none")
+    if beta == 0:
+        return ce
+    if feat_inv is None or feat_nat is None or feat_adv is None:
+        raise ValueError("inverse_loss with beta != 0 needs feat_inv, feat_nat and feat_adv")
+    return ce + beta * (l1_per_example(feat_inv, feat_nat) - l1_per_example(feat_inv, feat_adv))
+
+
+def uiat_regulariser(logits_adv: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """UIAT's regulariser ``KL(p || softmax f(x^))``, batch mean (Eq. 7 and Eq. 13).
+
+    KL(p || q) = Σ_j p_j (log p_j - log q_j) (:func:`kl_div`) with the target p FIRST: the
+    adversarial prediction q is pulled toward p, not the reverse. Gradient flows into p only
+    if the caller left it attached.
+
+    Args:
+        logits_adv: (N, C) f(x^), logits of the adversarial examples.
+        target: (N, C) target probabilities p (rows sum to 1).
+        weight: optional (N,) per-example weights (0 = that example has no target); the sum
+            is still divided by N.
+
+    Returns:
+        scalar ``(1/N) Σ_i w_i KL(p_i || q_i)``.
+
+    Example:
+        >>> p = torch.tensor([[0.5, 0.5]])
+        >>> round(float(uiat_regulariser(torch.log(torch.tensor([[0.25, 0.75]])), p)), 4)
+        0.1438
+    """
+    kl = kl_div(target, F.log_softmax(logits_adv, dim=1), reduction="none")
+    if weight is not None:
+        kl = kl * weight
+    return kl.sum() / logits_adv.shape[0]
+
+
+def uiat_loss(
+    logits_adv: Tensor, y: Tensor, target: Tensor, lam: float, weight: Tensor | None = None
+) -> LossTerms:
+    """UIAT's training loss (Eq. 7): ``CE(f(x^), y) + λ · KL(p || softmax f(x^))``.
+
+    The regulariser is :func:`uiat_regulariser` (batch mean, target p first).
+
+    Args:
+        logits_adv: (N, C) f(x^), logits of the adversarial examples.
+        y: (N,) labels.
+        target: (N, C) target probabilities p (rows sum to 1).
+        lam: λ >= 0 (3.5 for CIFAR, 3.0 for SVHN).
+        weight: optional (N,) per-example weights of the KL term, see :func:`uiat_regulariser`.
+
+    Returns:
+        LossTerms(total, ce, reg = batch-mean (weighted) KL).
+
+    Example:
+        >>> p = torch.tensor([[0.5, 0.5]])
+        >>> t = uiat_loss(torch.log(torch.tensor([[0.25, 0.75]])), torch.tensor([1]), p, lam=1.0)
+        >>> round(float(t.reg), 4)  # KL(p || q); KL(q || p) would be 0.1308
+        0.1438
+    """
+    ce = F.cross_entropy(logits_adv, y)
+    reg = uiat_regulariser(logits_adv, target, weight)
+    return LossTerms(ce + lam * reg, ce, reg)
