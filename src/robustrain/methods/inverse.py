@@ -104,7 +104,8 @@ uiat_oneoff, t > T'     K+1 = 11         K+1 = 11         none
 
 Without FR (beta = 0 or ``feature_reg=False``) the F(x) forward is skipped (one fewer).
 With ``detach_target=False`` the target forward carries gradient, so the parameter
-backward also runs through it (about one more backward). Measured CPU time ratios to
+backward also runs through it (one more backward). ``tests/test_inverse.py`` checks this
+table by counting forwards and backwards. Measured CPU time ratios to
 ``pgd_at`` are produced by ``benchmarks/method_cost.py`` (numbers to be added here from
 its output).
 
