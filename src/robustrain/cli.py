@@ -1,4 +1,4 @@
-"""Command-line interface: ``robustrain train | eval | list``.
+"""Command-line interface: ``robustrain train | eval | analyze | list``.
 
 Run ``robustrain COMMAND --help`` for each command's options. Errors in user input print
 one line and exit with code 2 (bad config or arguments) or 1 (missing data, corrupt
@@ -93,6 +93,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                "dataset": cfg.data.name, "n": n, "protocol": protocol,
                                "eps": overrides.get("eps", 8 / 255), "accuracy": acc}, indent=2))
     print(f"wrote {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------- analyze
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from robustrain.eval.analyses import ANALYSES
+
+    try:
+        written = ANALYSES.get(args.kind)(args.run, args.out, checkpoint=args.checkpoint)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 
@@ -231,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--out", default=None, help="JSON output path (default: CHECKPOINT-eval.json)")
     e.set_defaults(func=_cmd_eval)
+
+    from robustrain.eval.analyses import ANALYSES
+
+    an = sub.add_parser(
+        "analyze", help="the papers' analyses as files (perturbations: UIAT Figure 6)",
+        description="Analyses behind the papers' figures. "
+                    + " ".join(f"{e.name}: {e.help}." for e in ANALYSES),
+    )
+    an.add_argument("kind", choices=ANALYSES.names())
+    an.add_argument("run", help="a run folder (or a checkpoint file)")
+    an.add_argument("--checkpoint", default="last.pt", help="checkpoint of the run folder to read (default: %(default)s)")
+    an.add_argument("--out", default=None, help="output file (default: inside the run folder)")
+    an.set_defaults(func=_cmd_analyze)
 
     ls = sub.add_parser("list", help="list registered datasets, models, attacks, methods, schedules or configs")
     ls.add_argument("what", choices=[*_LISTERS, "configs"])

@@ -222,7 +222,7 @@ class Config:
     name: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ComponentConfig = field(default_factory=lambda: ComponentConfig("small_cnn"))
-    method: ComponentConfig = field(default_factory=lambda: ComponentConfig("pgd_at"))
+    method: ComponentConfig = field(default_factory=lambda: ComponentConfig("uiat"))
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
