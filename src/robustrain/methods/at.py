@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from robustrain.attacks import PGD, bn_mode, pgd
 from robustrain.attacks._checks import check_field_types, check_nonnegative
-from robustrain.attacks.functional import validate_attack_args
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import LossTerms, kl_from_logits, mart_loss, trades_loss
@@ -153,13 +152,8 @@ def _kl_to_target(logits: Tensor, target_logits: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class TRADESParams:
-    """Hyper-parameters of TRADES.
-
-    Defaults: official yaodongyu/TRADES (``trades.py``; README: β = 6 for CIFAR-10; attack
-    of 10 steps from x + 0.001 · N(0, 1) in eval mode, maximising the KL), with the UIAT
-    paper's ε = 8/255, α = 2/255 (official script: 0.031 / 0.007).
-    """
+class _BetaATParams:
+    """Fields shared by TRADES and MART: a regulariser weight and a Gaussian-start PGD."""
 
     beta: float = 6.0
     eps: float = 8 / 255
@@ -171,10 +165,24 @@ class TRADESParams:
     def __post_init__(self) -> None:
         check_field_types(self)
         check_nonnegative("beta", self.beta)
-        validate_attack_args(
-            eps=self.eps, alpha=self.alpha, steps=self.steps, norm="linf",
-            bn_mode=self.bn_mode, init_std=self.init_std, clip=(0.0, 1.0),
+        self.attack()  # validates the attack fields once, in one place
+
+    def attack(self) -> PGD:
+        """PGD on CE from x + init_std · N(0, 1) (MART's attack; TRADES swaps in the KL)."""
+        return PGD(
+            eps=self.eps, alpha=self.alpha, steps=self.steps, norm="linf", loss="ce",
+            start="normal", init_std=self.init_std, bn_mode=self.bn_mode,
         )
+
+
+@dataclass(frozen=True)
+class TRADESParams(_BetaATParams):
+    """Hyper-parameters of TRADES.
+
+    Defaults: official yaodongyu/TRADES (``trades.py``; README: β = 6 for CIFAR-10; attack
+    of 10 steps from x + 0.001 · N(0, 1) in eval mode, maximising the KL), with the UIAT
+    paper's ε = 8/255, α = 2/255 (official script: 0.031 / 0.007).
+    """
 
 
 @METHODS.register("trades", help="TRADES (Zhang et al. 2019): CE(f(x)) + beta KL(f(x) || f(x'))")
@@ -210,31 +218,13 @@ class TRADES(Method):
 
 # --------------------------------------------------------------------------- MART
 @dataclass(frozen=True)
-class MARTParams:
+class MARTParams(_BetaATParams):
     """Hyper-parameters of MART.
 
     Defaults: official YisenWang/MART (``mart.py``, ``train_wideresnet.py``: β = 6, PGD-10
     on CE from x + 0.001 · N(0, 1) in eval mode), with the UIAT paper's ε = 8/255,
     α = 2/255 (official script: 0.031 / 0.007).
     """
-
-    beta: float = 6.0
-    eps: float = 8 / 255
-    alpha: float = 2 / 255
-    steps: int = 10
-    init_std: float = 0.001
-    bn_mode: str = "eval"
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        check_nonnegative("beta", self.beta)
-        self.attack()
-
-    def attack(self) -> PGD:
-        return PGD(
-            eps=self.eps, alpha=self.alpha, steps=self.steps, norm="linf", loss="ce",
-            start="normal", init_std=self.init_std, bn_mode=self.bn_mode,
-        )
 
 
 @METHODS.register("mart", help="MART (Wang et al. 2020): boosted CE + beta misclassification-weighted KL")
