@@ -110,6 +110,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- list
+def _fmt(value: object) -> str:
+    """Defaults as a user writes them: 8/255 rather than 0.03137254901960784."""
+    if isinstance(value, float) and 0 < abs(value) < 1:
+        k = value * 255
+        if abs(k - round(k)) < 1e-9:
+            return f"{round(k)}/255"
+    return str(value)
+
+
 def _list_entries(registry) -> list[tuple[str, str]]:
     return [(e.name, e.help) for e in registry]
 
@@ -146,7 +155,7 @@ def _datasets() -> list[tuple[str, str]]:
 def _models() -> list[tuple[str, str]]:
     from robustrain.models import MODELS, model_params
 
-    return [(e.name, f"{e.help}  params: " + ", ".join(f"{k}={v}" for k, v in model_params(e.name).items()))
+    return [(e.name, f"{e.help}  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in model_params(e.name).items()))
             for e in MODELS]
 
 
@@ -163,7 +172,7 @@ def _methods() -> list[tuple[str, str]]:
 
     rows = []
     for e in METHODS:
-        params = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(method_params(e.name)))
+        params = ", ".join(f"{f.name}={_fmt(f.default)}" for f in dataclasses.fields(method_params(e.name)))
         rows.append((e.name, f"{e.help}  params: {params}"))
     return rows
 
