@@ -222,3 +222,45 @@ def test_progress_bar_renders(tiny_overrides, capsys):
     captured = capsys.readouterr()
     assert "epoch 1/1" in captured.err and "loss=" in captured.err  # the live bar (stderr)
     assert "final evaluation" in captured.out
+
+
+def _fake_guard(monkeypatch, values):
+    """Make the guard's accuracy follow ``values`` epoch by epoch (other evaluations are real)."""
+    import robustrain.train.trainer as trainer_mod
+
+    real = trainer_mod.evaluate_attacks
+    it = iter(values)
+
+    def fake(model, x, y, attacks, **kw):
+        if list(attacks) == ["pgd"] and x.shape[0] == 16:
+            return {"pgd": next(it)}
+        return real(model, x, y, attacks, **kw)
+
+    monkeypatch.setattr(trainer_mod, "evaluate_attacks", fake)
+
+
+def test_guard_warns_and_logs_collapse(tiny_overrides, monkeypatch, capsys):
+    _fake_guard(monkeypatch, [0.40, 0.10, 0.45])
+    cfg = load_config(None, tiny_overrides + ["train.epochs=3", "guard.n=16", "eval.attack=pgd20"])
+    summary = fit(cfg, progress=False, verbose=False)
+    err = capsys.readouterr().err
+    assert "catastrophic overfitting at epoch 2" in err and "40.0% to 10.0%" in err
+    import pathlib
+
+    records = [json.loads(x) for x in (pathlib.Path(cfg.out_dir) / cfg.run_name / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("catastrophic_overfitting", False) for r in records] == [False, True, False]
+    assert [r["guard"]["pgd"] for r in records] == [0.40, 0.10, 0.45]
+    assert summary["stopped_early"] is None
+
+
+def test_guard_stop_ends_run_and_keeps_best(tiny_overrides, monkeypatch):
+    _fake_guard(monkeypatch, [0.40, 0.10, 0.45])
+    cfg = load_config(None, tiny_overrides + ["train.epochs=3", "guard.n=16", "guard.stop=true"])
+    summary = fit(cfg, progress=False, verbose=False)
+    import pathlib
+
+    run = pathlib.Path(cfg.out_dir) / cfg.run_name
+    assert summary["stopped_early"] == 2
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert summary["checkpoint"] == "best.pt"

@@ -24,6 +24,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "EvalConfig",
+    "GuardConfig",
     "FINAL_ATTACKS",
 ]
 
@@ -208,6 +209,37 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Catastrophic-overfitting guard (single-step AT can collapse: PGD accuracy falls to ~0
+    within an epoch while FGSM accuracy stays high; Wong et al. 2020 early-stop on it).
+
+    After every epoch the live model's ``attack`` accuracy on a fixed batch (the first ``n``
+    training images, no augmentation, eval mode) is measured; when it falls below
+    ``(1 - drop)`` times the best value seen so far the trainer warns and logs
+    ``catastrophic_overfitting`` in metrics.jsonl, and with ``stop`` ends the run after that
+    epoch's checkpoint (``best.pt`` keeps the best model).
+
+    Attributes:
+        enabled: run the check (about ``n`` x (steps + 1) forward/backward passes per epoch).
+        n: size of the fixed training batch.
+        attack: attack of the check (``robustrain list attacks``; PGD-10 by default).
+        drop: relative drop from the best value that counts as a collapse.
+        stop: stop training at a collapse (else warn and log only).
+    """
+
+    enabled: bool = True
+    n: int = 128
+    attack: str = "pgd"
+    drop: float = 0.5
+    stop: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("guard.n", self.n)
+        if not 0 < self.drop < 1:
+            raise ValueError(f"guard.drop must be in (0, 1), got {self.drop}")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run. ``name`` defaults to ``{method}-{model}-{data}-s{seed}``.
 
@@ -227,6 +259,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
     @property
     def run_name(self) -> str:

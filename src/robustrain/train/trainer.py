@@ -106,6 +106,8 @@ class _Run:
     eval_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    guard_x: torch.Tensor
+    guard_y: torch.Tensor
 
 
 def _build(cfg: Config) -> _Run:
@@ -152,8 +154,9 @@ def _build(cfg: Config) -> _Run:
             "with data.drop_last=true; lower the batch size"
         )
     n_eval = min(cfg.eval.n, int(test_x.shape[0]))
+    n_guard = min(cfg.guard.n, int(train_x.shape[0]))
     return _Run(cfg, device, model, method, optimizer, ema, loader,
-                test_x[:n_eval], test_y[:n_eval], test_x, test_y)
+                test_x[:n_eval], test_y[:n_eval], test_x, test_y, train_x[:n_guard], train_y[:n_guard])
 
 
 def _prepare_run_dir(cfg: Config, run_dir: Path | None, resume: bool, overwrite: bool) -> Path:
@@ -179,7 +182,8 @@ def _clear_run_dir(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
 
 
-def _checkpoint(run: _Run, epoch: int, step: int, best: float, best_epoch: int, metrics: dict) -> dict:
+def _checkpoint(run: _Run, epoch: int, step: int, best: float, best_epoch: int, metrics: dict,
+                guard_best: float) -> dict:
     return {
         "format": FORMAT,
         "config": config_to_dict(run.cfg),
@@ -192,6 +196,7 @@ def _checkpoint(run: _Run, epoch: int, step: int, best: float, best_epoch: int, 
         "rng": rng_state(),
         "best": best,
         "best_epoch": best_epoch,
+        "guard_best": guard_best,
         "metrics": metrics,
     }
 
@@ -261,7 +266,7 @@ def fit(
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     logger = MetricsLogger(run_dir / "metrics.jsonl",
                            run_dir / "tensorboard" if cfg.train.tensorboard else None)
-    start_epoch, step, best, best_epoch = 0, 0, -1.0, -1
+    start_epoch, step, best, best_epoch, guard_best = 0, 0, -1.0, -1, 0.0
     if ckpt is not None:
         run.model.load_state_dict(ckpt["model"])
         if run.ema is not None and ckpt.get("ema") is not None:
@@ -271,6 +276,7 @@ def fit(
         set_rng_state(ckpt["rng"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         best, best_epoch = float(ckpt["best"]), int(ckpt["best_epoch"])
+        guard_best = float(ckpt.get("guard_best", 0.0))
         _say(verbose, f"resuming {run_dir} at epoch {start_epoch + 1}/{cfg.train.epochs}")
 
     epochs = cfg.train.epochs
@@ -279,6 +285,8 @@ def fit(
     eval_model = run.ema.module if run.ema is not None else run.model
     attack_names = ["natural", cfg.eval.attack]
     eval_attacks = build_eval_attacks(attack_names)
+    guard_attacks = build_eval_attacks([cfg.guard.attack]) if cfg.guard.enabled else {}
+    stopped_early: int | None = None
     _say(verbose, f"run {run_dir}: {cfg.method.name} on {cfg.data.name} with {cfg.model.name}, "
                   f"{epochs} epochs x {steps_per_epoch} steps, device {run.device}")
 
@@ -335,7 +343,22 @@ def fit(
 
             record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
                                       "train": train_metrics, "epoch_time_s": train_time}
-            last_epoch = epoch + 1 == epochs
+            collapsed = False
+            if cfg.guard.enabled:
+                guard_acc = evaluate_attacks(run.model, run.guard_x, run.guard_y, guard_attacks,
+                                             batch_size=cfg.data.eval_batch_size, device=run.device,
+                                             seed=cfg.seed, progress=False)[cfg.guard.attack]
+                collapsed = guard_best > 0 and guard_acc < (1 - cfg.guard.drop) * guard_best
+                record["guard"] = {cfg.guard.attack: guard_acc, "best": max(guard_best, guard_acc)}
+                if collapsed:
+                    record["catastrophic_overfitting"] = True
+                    print(f"robustrain: warning: catastrophic overfitting at epoch {epoch + 1}: "
+                          f"{cfg.guard.attack} accuracy on the {run.guard_x.shape[0]} guard images fell from "
+                          f"{100 * guard_best:.1f}% to {100 * guard_acc:.1f}%"
+                          + ("; stopping (guard.stop=true), best.pt keeps the best model" if cfg.guard.stop
+                             else " (guard.stop=true would stop the run here)"), file=sys.stderr, flush=True)
+                guard_best = max(guard_best, guard_acc)
+            last_epoch = epoch + 1 == epochs or (collapsed and cfg.guard.stop)
             if (epoch + 1) % cfg.eval.every == 0 or last_epoch:
                 t1 = time.perf_counter()
                 acc = evaluate_attacks(eval_model, run.eval_x, run.eval_y, eval_attacks,
@@ -350,7 +373,8 @@ def fit(
             else:
                 is_best = False
             record["best"] = {"epoch": best_epoch, cfg.eval.attack: best}
-            save_checkpoint(_checkpoint(run, epoch + 1, step, best, best_epoch, record), run_dir / "last.pt")
+            save_checkpoint(_checkpoint(run, epoch + 1, step, best, best_epoch, record, guard_best),
+                            run_dir / "last.pt")
             if is_best:
                 _copy_atomic(run_dir / "last.pt", run_dir / "best.pt")
             logger.log(record)
@@ -362,11 +386,15 @@ def fit(
                           + f"lr {lr:.4f}  {train_time:.1f}s" + ("  *best" if is_best else ""))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, record)
+            if collapsed and cfg.guard.stop:
+                stopped_early = epoch + 1
+                break
     finally:
         logger.close()
 
     summary = _final_eval(run, run_dir, best, best_epoch, verbose, progress)
     summary["train_time_s"] = time.perf_counter() - t_run
+    summary["stopped_early"] = stopped_early
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
