@@ -48,10 +48,27 @@ from robustrain.methods.inverse import (  # noqa: E402  isort: skip
     register_uiat_plugins,
 )
 
+from robustrain.methods import reweight  # noqa: E402,F401  isort: skip
+from robustrain.methods import single_step  # noqa: E402,F401  isort: skip
+from robustrain.methods.single_step import (  # noqa: E402  isort: skip
+    FGSMAT,
+    NFGSM,
+    RSFGSM,
+    FGSMATParams,
+    GradAlign,
+    GradAlignParams,
+    NFGSMParams,
+    RSFGSMParams,
+)
+
 # last: <base>+uiat for every base method imported above
 register_uiat_plugins()
 
 __all__ = [
+    "FGSMAT",
+    "FGSMATParams",
+    "GradAlign",
+    "GradAlignParams",
     "IAT",
     "IATParams",
     "LossOutput",
@@ -61,8 +78,12 @@ __all__ = [
     "METHODS",
     "Method",
     "MethodContext",
+    "NFGSM",
+    "NFGSMParams",
     "PGDAT",
     "PGDATParams",
+    "RSFGSM",
+    "RSFGSMParams",
     "Standard",
     "StandardParams",
     "TRADES",
@@ -74,8 +95,8 @@ __all__ = [
     "UIATPlugin",
     "UIATPluginParams",
     "create_method",
-    "kl_div",
     "inverse_loss",
+    "kl_div",
     "kl_from_logits",
     "l1_per_example",
     "mart_loss",
