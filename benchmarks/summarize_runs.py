@@ -22,9 +22,10 @@ def main(paths: list[str]) -> None:
         epochs = [json.loads(x) for x in (p / "metrics.jsonl").read_text().splitlines() if x.strip()]
         sec = statistics.median(e["epoch_time_s"] for e in epochs)
         cfg = s["config"]
-        rows.append((cfg["method"]["name"], s["final"], sec, s["checkpoint"], s["checkpoint_epoch"], len(epochs)))
+        label = cfg["method"]["name"] if p.name == cfg["method"]["name"] else f"{cfg['method']['name']} ({p.name})"
+        rows.append((label, s["final"], sec, s["checkpoint"], s["checkpoint_epoch"], len(epochs)))
     cols = sorted({k for r in rows for k in r[1]}, key=["natural", "pgd20", "cw30"].index)
-    print("| method | " + " | ".join(cols) + " | s/epoch (median) | checkpoint |")
+    print("| run | " + " | ".join(cols) + " | s/epoch (median) | checkpoint |")
     print("|---|" + "---:|" * (len(cols) + 1) + "---|")
     for name, acc, sec, ck, ep, n in rows:
         print(f"| {name} | " + " | ".join(f"{100 * acc[c]:.2f}" for c in cols) + f" | {sec:.1f} | {ck} (epoch {ep}/{n}) |")
