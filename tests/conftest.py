@@ -4,9 +4,12 @@ import torch
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    # the CI machine has 2 cores; more threads only add contention
+    # one thread policy for the whole suite (the CI machine has 2 cores; more threads only
+    # add contention), restored after each test
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
+    torch.set_num_threads(before)
 
 
 # a tiny, fast run: learnable synthetic data, a narrow small CNN, 2-step PGD-AT

@@ -53,14 +53,6 @@ def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops: extra intra-op threads only contend for the 2 cores (10x slower under load)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def trained() -> TinyNet:

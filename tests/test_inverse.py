@@ -53,13 +53,6 @@ class TinyNet(Classifier):
         return super().forward(x, return_features=return_features)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture
 def model() -> TinyNet:

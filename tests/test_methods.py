@@ -42,13 +42,6 @@ class TinyNet(Classifier):
         return (logits, feats) if return_features else logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def make_batch(n: int = 16, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)

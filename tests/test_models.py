@@ -27,18 +27,6 @@ from robustrain.models import (
 NAMES = MODELS.names()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Run this module single-threaded, restoring the setting afterwards.
-
-    Batches here are tiny, so a second thread gains little; and when other processes share
-    the two cores, OpenMP's spinning threads make 2-thread runs up to ~15x slower.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @functools.lru_cache(maxsize=None)
 def _build(name: str, num_classes: int, kwargs: tuple) -> NormalizedClassifier:

@@ -25,13 +25,6 @@ from robustrain.methods.reweight import (
 CTX4 = MethodContext(num_classes=3, image_shape=(3, 2, 2), num_train=8, epochs=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)

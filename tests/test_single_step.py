@@ -24,13 +24,6 @@ CTX = MethodContext(num_classes=3, image_shape=(3, 4, 4), num_train=16, epochs=2
 NAMES = ("fgsm", "rs_fgsm", "n_fgsm", "grad_align")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
