@@ -43,6 +43,15 @@ class TinyNet(Classifier):
 
 
 
+def make_method(name: str, **params) -> Method:
+    """``create_method`` plus what a method needs beyond its Params (HAT's helper model)."""
+    method = create_method(name, CTX, **params)
+    if hasattr(method, "set_helper"):
+        torch.manual_seed(1)
+        method.set_helper(TinyNet())
+    return method
+
+
 def make_batch(n: int = 16, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed)
     return Batch(torch.rand(n, *IMAGE, generator=g), torch.randint(0, NUM_CLASSES, (n,), generator=g), torch.arange(n))
@@ -57,7 +66,7 @@ def model() -> TinyNet:
 # --------------------------------------------------------------------------- contract
 @pytest.mark.parametrize("name", METHODS.names())
 def test_method_contract(name, model):
-    method = create_method(name, CTX)
+    method = make_method(name)
     assert isinstance(method, Method) and isinstance(method.params, method_params(name))
     batch = make_batch()
     out = method(model, batch)
@@ -78,11 +87,11 @@ def test_method_contract(name, model):
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_state_dict_round_trip_and_set_epoch(name, model):
-    method = create_method(name, CTX)
+    method = make_method(name)
     method(model, make_batch())
     method.set_epoch(1)
     assert method.epoch == 1
-    clone = create_method(name, CTX)
+    clone = make_method(name)
     clone.load_state_dict(method.state_dict())
     assert clone.state_dict().keys() == method.state_dict().keys()
     for k, v in method.state_dict().items():
@@ -185,7 +194,7 @@ def test_regulariser_positive_under_attack(name, model):
 def test_no_nan_when_probabilities_saturate(name):
     torch.manual_seed(0)
     model = TinyNet(logit_scale=1e4).train()
-    out = create_method(name, CTX)(model, make_batch())
+    out = make_method(name)(model, make_batch())
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -120,8 +120,13 @@ def dataclass_from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> A
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            raise AssertionError("nested dataclasses are built by config_from_dict")
+        if dataclasses.is_dataclass(hint):  # a sub-section, e.g. data.extra
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{name}: expected a mapping, got {value!r}")
+            kwargs[name] = dataclass_from_mapping(hint, value, f"{prefix}{name}.")
+            continue
         kwargs[name] = coerce(value, hint, prefix + name)
     try:
         return cls(**kwargs)
@@ -175,8 +180,12 @@ def _build_component(section: str, data: Mapping[str, Any] | str) -> ComponentCo
     if section == "method":
         from robustrain.methods import method_params
 
+        from robustrain.methods import METHODS
+
         try:
-            method_params(name)(**params)  # runs the Params' own range checks now
+            checked = method_params(name)(**params)  # runs the Params' own range checks now
+            # checks beyond one field (e.g. HAT's required helper path)
+            METHODS.get(name).check_config(checked)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"method {name!r}: {e}") from None
     return ComponentConfig(name, params)
@@ -240,12 +249,18 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         if isinstance(v, ComponentConfig):
             out[f.name] = {"name": v.name, **dict(v.params)}
         elif dataclasses.is_dataclass(v):
-            out[f.name] = {
-                k.name: (list(x) if isinstance(x := getattr(v, k.name), tuple) else x)
-                for k in dataclasses.fields(v)
-            }
+            out[f.name] = _section_to_dict(v)
         else:
             out[f.name] = v
+    return out
+
+
+def _section_to_dict(section: Any) -> dict[str, Any]:
+    """A section dataclass as a plain dict; sub-sections (``data.extra``) nest."""
+    out: dict[str, Any] = {}
+    for k in dataclasses.fields(section):
+        x = getattr(section, k.name)
+        out[k.name] = _section_to_dict(x) if dataclasses.is_dataclass(x) else (list(x) if isinstance(x, tuple) else x)
     return out
 
 

@@ -48,6 +48,8 @@ from robustrain.methods.inverse import (  # noqa: E402  isort: skip
     register_uiat_plugins,
 )
 
+from robustrain.methods import hat  # noqa: E402,F401  isort: skip
+from robustrain.methods.hat import HAT, HATParams  # noqa: E402  isort: skip
 from robustrain.methods import reweight  # noqa: E402,F401  isort: skip
 from robustrain.methods import single_step  # noqa: E402,F401  isort: skip
 from robustrain.methods.single_step import (  # noqa: E402  isort: skip
@@ -65,6 +67,8 @@ from robustrain.methods.single_step import (  # noqa: E402  isort: skip
 register_uiat_plugins()
 
 __all__ = [
+    "HAT",
+    "HATParams",
     "FGSMAT",
     "FGSMATParams",
     "GradAlign",

@@ -43,6 +43,7 @@ __all__ = [
     "TRADES",
     "TRADESParams",
     "accuracy",
+    "trades_adversary",
     "two_view_metrics",
 ]
 
@@ -151,6 +152,21 @@ def _kl_to_target(logits: Tensor, target_logits: Tensor) -> Tensor:
     return kl_from_logits(target_logits, logits, reduction="none")
 
 
+def trades_adversary(model: nn.Module, x: Tensor, p: "_BetaATParams") -> Tensor:
+    """TRADES' adversary: x' maximising KL(f(x) || f(x')) by Linf PGD from x + init_std · N(0, 1).
+
+    The natural target f(x) is computed once, in the attack's ``bn_mode`` (the official
+    code recomputes this identical eval-mode prediction at every step). Shared by TRADES
+    and HAT.
+    """
+    with torch.no_grad(), bn_mode(model, p.bn_mode):
+        target_logits = model(x)
+    return pgd(
+        model, x, target_logits, eps=p.eps, alpha=p.alpha, steps=p.steps, norm="linf",
+        loss=_kl_to_target, start="normal", init_std=p.init_std, bn_mode=p.bn_mode,
+    )
+
+
 @dataclass(frozen=True)
 class _BetaATParams:
     """Fields shared by TRADES and MART: a regulariser weight and a Gaussian-start PGD."""
@@ -202,14 +218,7 @@ class TRADES(Method):
     def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
         p = self.params
         x, y = batch.x, batch.y
-        # the attack's fixed target; the official code recomputes this identical
-        # eval-mode prediction at every step
-        with torch.no_grad(), bn_mode(model, p.bn_mode):
-            target_logits = model(x)
-        x_adv = pgd(
-            model, x, target_logits, eps=p.eps, alpha=p.alpha, steps=p.steps, norm="linf",
-            loss=_kl_to_target, start="normal", init_std=p.init_std, bn_mode=p.bn_mode,
-        )
+        x_adv = trades_adversary(model, x, p)
         logits_nat = model(x)
         logits_adv = model(x_adv)
         terms = trades_loss(logits_nat, logits_adv, y, p.beta)

@@ -77,6 +77,11 @@ class Method(nn.Module):
         self.ctx = ctx
         self.epoch = 0
 
+    @classmethod
+    def check_config(cls, params: Any) -> None:
+        """Checks beyond single fields (e.g. a required path), run by ``load_config`` before
+        anything runs; raise ``ValueError`` with the fix. Default: none."""
+
     def set_epoch(self, epoch: int) -> None:
         """Called by the trainer before each epoch (0-based)."""
         self.epoch = int(epoch)

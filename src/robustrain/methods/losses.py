@@ -25,7 +25,9 @@ from torch import Tensor
 from robustrain.attacks._checks import check_choice
 
 __all__ = [
+    "HATTerms",
     "LossTerms",
+    "hat_loss",
     "inverse_loss",
     "kl_div",
     "kl_from_logits",
@@ -125,6 +127,48 @@ def trades_loss(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, beta: float) 
     ce = F.cross_entropy(logits_nat, y)
     reg = kl_from_logits(logits_nat, logits_adv)
     return LossTerms(ce + beta * reg, ce, reg)
+
+
+class HATTerms(NamedTuple):
+    """HAT's loss and its three parts (scalars): ``total = ce + beta * reg + gamma * helper``."""
+
+    total: Tensor
+    ce: Tensor
+    reg: Tensor
+    helper: Tensor
+
+
+def hat_loss(logits_nat: Tensor, logits_adv: Tensor, logits_help: Tensor, y: Tensor, y_help: Tensor,
+             beta: float, gamma: float) -> HATTerms:
+    """HAT: ``CE(f(x), y) + β · KL(f(x) || f(x')) + γ · CE(f(x + h(x' - x)), ŷ)``.
+
+    Paper: Rade & Moosavi-Dezfooli, "Reducing Excessive Margin to Achieve a Better Accuracy
+    vs. Robustness Trade-off", ICLR 2022 (helper-based adversarial training). The first two
+    terms are exactly :func:`trades_loss` (the official ``hat_loss`` of imrahulr/hat computes
+    them the same way, gradient through both f(x) and f(x')); the third is plain
+    cross-entropy of the helper example against the helper labels ŷ.
+
+    Args:
+        logits_nat: (N, C) f(x).
+        logits_adv: (N, C) f(x'), x' the TRADES (KL) adversary.
+        logits_help: (N, C) f(x + h(x' - x)).
+        y: (N,) labels.
+        y_help: (N,) ŷ = argmax of the standard-trained helper model on x'.
+        beta: β >= 0, weight of the KL term.
+        gamma: γ >= 0, weight of the helper term.
+
+    Returns:
+        HATTerms(total, ce = CE(f(x), y), reg = batch-mean KL, helper = CE(f(x_help), ŷ)).
+
+    Example:
+        >>> z = torch.tensor([[2.0, 0.0]])
+        >>> t = hat_loss(z, z, z, torch.tensor([0]), torch.tensor([1]), beta=2.5, gamma=0.5)
+        >>> abs(float(t.total - t.ce - 0.5 * t.helper)) < 1e-6, round(float(t.helper), 4)
+        (True, 2.1269)
+    """
+    terms = trades_loss(logits_nat, logits_adv, y, beta)
+    helper = F.cross_entropy(logits_help, y_help)
+    return HATTerms(terms.total + gamma * helper, terms.ce, terms.reg, helper)
 
 
 def mart_loss(logits_nat: Tensor, logits_adv: Tensor, y: Tensor, beta: float) -> LossTerms:
