@@ -98,14 +98,44 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------- analyze
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    from robustrain.data import DatasetFileError
     from robustrain.eval.analyses import ANALYSES
+    from robustrain.eval.plots import PlotDependencyError
+    from robustrain.train.checkpoint import CheckpointError
 
+    entry = ANALYSES.entry(args.kind)
+    kwargs = {a.dest: getattr(args, a.dest) for a in entry.meta.get("args", ())}
     try:
-        written = ANALYSES.get(args.kind)(args.run, args.out, checkpoint=args.checkpoint)
+        written = entry.obj(out=args.out, **kwargs)
+    except PlotDependencyError as e:
+        print(f"robustrain: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (CheckpointError, DatasetFileError):
+        raise  # exit 1 in main(), though they are ValueErrors too
     except ValueError as e:
         raise _UsageError(str(e)) from None
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+def _cmd_report(args: argparse.Namespace) -> int:
+    from robustrain.data import DatasetFileError
+    from robustrain.eval.plots import PlotDependencyError
+    from robustrain.eval.report import write_report
+    from robustrain.train.checkpoint import CheckpointError
+
+    try:
+        path = write_report(args.run, args.out, figures=not args.no_figures)
+    except PlotDependencyError as e:
+        print(f"robustrain: error: {e} (or pass --no-figures)", file=sys.stderr)
+        return EXIT_FAILURE
+    except (CheckpointError, DatasetFileError):
+        raise
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    print(f"wrote {path}")
     return 0
 
 
@@ -254,18 +284,37 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="JSON output path (default: CHECKPOINT-eval.json)")
     e.set_defaults(func=_cmd_eval)
 
-    from robustrain.eval.analyses import ANALYSES
+    from robustrain.eval.analyses import ANALYSES, analysis_description
 
     an = sub.add_parser(
-        "analyze", help="the papers' analyses as files (perturbations: UIAT Figure 6)",
-        description="Analyses behind the papers' figures. "
-                    + " ".join(f"{e.name}: {e.help}." for e in ANALYSES),
+        "analyze", help="the UIAT paper's figures as PNG + JSON series (Figures 1-7, Table 2)",
+        description="Analyses behind the papers' figures; each writes a PNG and a JSON file with exactly the "
+                    "plotted series (timing: also a markdown table).",
+        epilog="Kinds:\n" + "\n".join(f"  {e.name:<14} {e.help}" for e in ANALYSES)
+               + "\n\nRun `robustrain analyze KIND --help` for a kind's inputs and options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    an.add_argument("kind", choices=ANALYSES.names())
-    an.add_argument("run", help="a run folder (or a checkpoint file)")
-    an.add_argument("--checkpoint", default="last.pt", help="checkpoint of the run folder to read (default: %(default)s)")
-    an.add_argument("--out", default=None, help="output file (default: inside the run folder)")
-    an.set_defaults(func=_cmd_analyze)
+    kinds = an.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for entry in ANALYSES:
+        k = kinds.add_parser(entry.name, help=entry.help, description=analysis_description(entry.name),
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        for a in entry.meta.get("args", ()):
+            k.add_argument(*a.flags, **a.options)
+        k.add_argument("--out", default=None, metavar="DIR_OR_FILE",
+                       help="a folder for KIND.png/.json, or a file name whose suffix (.png/.json/.md) is "
+                            "replaced per file (default: the run's folder, or the runs' common parent)")
+        k.set_defaults(func=_cmd_analyze)
+
+    rp = sub.add_parser(
+        "report", help="a markdown report of one run: config, final table, per-epoch metrics, figures",
+        description="Write RUN_DIR/report.md: the resolved config, the final evaluation (summary.json), the "
+                    "per-epoch metrics and the run's figures (learning curves; the universal perturbations "
+                    "of UIAT methods), linked relative to the report.",
+    )
+    rp.add_argument("run", metavar="RUN_DIR", help="a run folder written by `robustrain train`")
+    rp.add_argument("--out", default=None, help="report path (default: RUN_DIR/report.md); figures go next to it")
+    rp.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib needed)")
+    rp.set_defaults(func=_cmd_report)
 
     ls = sub.add_parser("list", help="list registered datasets, models, attacks, methods, schedules or configs")
     ls.add_argument("what", choices=[*_LISTERS, "configs"])

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 __all__ = [
     "Config",
     "DataConfig",
+    "ExtraDataConfig",
     "ComponentConfig",
     "OptimConfig",
     "ScheduleConfig",
@@ -37,6 +38,38 @@ def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True)
+class ExtraDataConfig:
+    """Generated images mixed into every training batch (UIAT Table 4, Appendix A.2: 1M DDPM
+    images, the setting of Gowal et al. 2021 / Rebuffi et al. 2021 / DM-Improves-AT).
+
+    With ``path`` set, each batch holds ``round(ratio * batch_size)`` original and the rest
+    generated images, and one epoch is one *original-dataset equivalent* (``ceil(N /
+    batch_size)`` full batches, N = original training split size; the paper's "400
+    CIFAR-10-equivalent epochs"). Generated samples get ids ``>= N`` (per-sample method state
+    covers them). See :mod:`robustrain.data.extra`.
+
+    Attributes:
+        path: uncompressed ``.npz`` (``np.savez``) with ``image`` uint8 ``(M, H, W, C)`` and
+            ``label`` int ``(M,)``, or a folder with ``image.npy`` + ``label.npy``; memory-mapped.
+            ``None`` (default): no extra data. Checked when the run is built.
+        ratio: original-to-generated ratio, the fraction of original images per batch, in
+            (0, 1]: 0.3 = 3 original : 7 generated (the paper's CIFAR-10 value; 0.4 for CIFAR-100).
+    """
+
+    path: str | None = None
+    ratio: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.path == "":
+            object.__setattr__(self, "path", None)  # `data.extra.path=` switches it off
+        if not 0 < self.ratio <= 1:
+            raise ValueError(
+                f"data.extra.ratio must be in (0, 1] (fraction of original images per batch, "
+                f"0.3 = 3 original : 7 generated), got {self.ratio}"
+            )
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Dataset and loader.
 
@@ -49,6 +82,7 @@ class DataConfig:
             (zero pad 4) + horizontal flip for CIFAR; none for SVHN and the digit sets.
         drop_last: drop the last incomplete training batch (fixed shapes for torch.compile).
         eval_batch_size: batch size of every evaluation pass.
+        extra: generated images mixed into training batches (:class:`ExtraDataConfig`).
     """
 
     name: str = "cifar10-mini"
@@ -58,10 +92,16 @@ class DataConfig:
     augment: bool = True
     drop_last: bool = False
     eval_batch_size: int = 256
+    extra: ExtraDataConfig = field(default_factory=ExtraDataConfig)
 
     def __post_init__(self) -> None:
         _positive("data.batch_size", self.batch_size)
         _positive("data.eval_batch_size", self.eval_batch_size)
+        if self.extra.path is not None and round(self.extra.ratio * self.batch_size) < 1:
+            raise ValueError(
+                f"data.extra.ratio={self.extra.ratio} with data.batch_size={self.batch_size} leaves no "
+                "original image per batch; raise data.extra.ratio or data.batch_size"
+            )
 
 
 @dataclass(frozen=True)

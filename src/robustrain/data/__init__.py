@@ -31,6 +31,16 @@ from .registry import (
     search_dirs,
 )
 from .synthetic import make_synthetic
+from .extra import (
+    ExtraData,
+    MixedLoader,
+    MixedPlan,
+    load_extra_data,
+    mix_counts,
+    mixed_epoch_length,
+    open_npz_member,
+    save_extra_data,
+)
 
 __all__ = [
     "Batch",
@@ -60,4 +70,12 @@ __all__ = [
     "apply_crop_flip",
     "random_crop_flip",
     "make_synthetic",
+    "ExtraData",
+    "MixedLoader",
+    "MixedPlan",
+    "load_extra_data",
+    "save_extra_data",
+    "open_npz_member",
+    "mix_counts",
+    "mixed_epoch_length",
 ]

@@ -3,6 +3,15 @@
 Evaluation is always fp32 and in eval mode (whatever the training precision), with a fixed
 seed for the attacks' random starts, so the same checkpoint gives the same table twice.
 
+Attack names: ``natural`` (clean accuracy), the per-batch attacks of the ``ATTACKS``
+registry (``pgd20``, ``cw30``, ...) and AutoAttack through the official package: ``aa``
+(standard), ``aa-plus``, ``aa-rand`` and custom lists such as ``aa:apgd-ce+apgd-t`` (see
+:mod:`robustrain.eval.autoattack`). ``eps`` and ``norm`` set the threat model: ``eps=None``
+keeps each attack's default (8/255 for Linf, 0.5 for L2); ``norm="L2"`` turns the PGD
+attacks into L2 PGD (step eps/4) and AutoAttack into its L2 version, and refuses Linf-only
+attacks (CW∞, FGSM). Attacks registered for another norm (``pgd_l2`` under Linf) keep their
+own radius and are stated as such in the protocol line.
+
 Example:
     >>> import torch
     >>> from robustrain.eval import evaluate_attacks
@@ -12,17 +21,33 @@ Example:
     >>> acc = evaluate_attacks(net, x, y, ["natural", "pgd20"], batch_size=4, progress=False)
     >>> sorted(acc)
     ['natural', 'pgd20']
+    >>> print(describe_protocol(build_eval_attacks(["natural", "pgd20", "aa"], eps=4/255)))
+    Linf eps=4/255; PGD-20: step 2/255, uniform start, CE; AutoAttack standard (apgd-ce, apgd-t, fab-t, square; official pyautoattack); fp32, eval mode
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Mapping
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["evaluate_attacks", "build_eval_attacks", "PROTOCOL", "format_table"]
+from robustrain.eval.autoattack import AutoAttackResult, AutoAttackSpec, canonical_norm, parse_autoattack_name
+
+__all__ = [
+    "PROTOCOL",
+    "RobustEvaluation",
+    "build_eval_attacks",
+    "describe_protocol",
+    "evaluate_attacks",
+    "evaluate_robustness",
+    "format_table",
+]
 
 #: a one-line statement of the default protocol, printed with every table
 PROTOCOL = (
@@ -33,21 +58,113 @@ PROTOCOL = (
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def build_eval_attacks(names: Iterable[str], **overrides: float) -> dict[str, Attack | None]:
-    """Attacks by registry name; ``natural`` maps to None (clean accuracy).
+def _fmt(value: float) -> str:
+    """8/255 rather than 0.03137254901960784."""
+    k = value * 255
+    if 0 < abs(value) < 1 and abs(k - round(k)) < 1e-6:
+        return f"{round(k)}/255"
+    return f"{value:g}"
 
-    ``overrides`` (e.g. ``eps=4/255``) are passed to every attack that accepts them.
-    """
+
+def _threat(attack: Any) -> tuple[str, float] | None:
+    """(norm, eps) of an attack object, None for clean accuracy or an unknown callable."""
+    if attack is None or not dataclasses.is_dataclass(attack) or not hasattr(attack, "eps"):
+        return None
+    return canonical_norm(getattr(attack, "norm", "linf")), float(attack.eps)
+
+
+def _build_one(name: str, eps: float | None, norm: str, overrides: Mapping[str, Any]) -> Attack | None:
     from robustrain.attacks import ATTACKS, create_attack
+    from robustrain.eval.autoattack import default_eps
 
-    out: dict[str, Attack | None] = {}
-    for name in names:
-        if name == "natural":
-            out[name] = None
-            continue
-        ATTACKS.entry(name)  # clear KeyError for unknown names
-        out[name] = create_attack(name, **overrides)
-    return out
+    if name == "natural":
+        return None
+    aa = parse_autoattack_name(name, norm=norm, eps=eps)
+    if aa is not None:
+        return aa
+    entry = ATTACKS.entry(name)  # clear KeyError for unknown names
+    fields = {f.name for f in dataclasses.fields(entry.obj)}
+    own_norm = canonical_norm(entry.meta.get("preset", {}).get("norm", "linf"))
+    kw = dict(overrides)
+    if "norm" not in fields and norm != "Linf":
+        raise ValueError(f"{name} is a Linf-only attack; drop it or evaluate with norm Linf")
+    if own_norm == norm:
+        if eps is not None:
+            kw["eps"] = eps
+    elif own_norm == "Linf":  # a Linf PGD preset asked for another norm: same steps, step eps/4
+        radius = default_eps(norm) if eps is None else eps
+        kw.update(norm=norm.lower(), eps=radius, alpha=radius / 4)
+    return create_attack(name, **kw)
+
+
+def build_eval_attacks(
+    names: Iterable[str], *, eps: float | None = None, norm: str = "Linf", **overrides: Any
+) -> dict[str, Attack | None]:
+    """Attacks by name; ``natural`` maps to None (clean accuracy), ``aa...`` to an
+    :class:`~robustrain.eval.autoattack.AutoAttackSpec`.
+
+    Args:
+        names: ``natural``, names of the ``ATTACKS`` registry, ``aa``, ``aa-plus``,
+            ``aa-rand`` or ``aa:ATTACK+ATTACK...``.
+        eps: threat-model radius; None keeps each attack's default (8/255 Linf, 0.5 L2).
+        norm: ``Linf`` (default) or ``L2`` (see the module docstring).
+        overrides: other fields passed to every registry attack (e.g. ``alpha=1/255``).
+
+    Raises:
+        KeyError: an unknown attack name (the message lists the known ones).
+        ValueError: a malformed AutoAttack name, a Linf-only attack under L2, a bad value.
+
+    Example:
+        >>> a = build_eval_attacks(["natural", "pgd20", "aa-plus"], norm="L2")
+        >>> a["natural"], a["pgd20"].norm, a["pgd20"].eps, a["aa-plus"].eps
+        (None, 'l2', 0.5, 0.5)
+    """
+    norm = canonical_norm(norm)
+    if "eps" in overrides:  # the older spelling build_eval_attacks(names, eps=...) via **overrides
+        eps = overrides.pop("eps")
+    return {name: _build_one(name, eps, norm, overrides) for name in names}
+
+
+def _describe_one(attack: Any, with_threat: bool) -> str:
+    from robustrain.attacks import CW, FGSM, PGD
+
+    threat = ""
+    if with_threat and _threat(attack) is not None:
+        n, e = _threat(attack)
+        threat = f"{n} eps={_fmt(e)}, "
+    if isinstance(attack, AutoAttackSpec):
+        return attack.describe() + (f", {threat[:-2]}" if threat else "")
+    if isinstance(attack, CW):
+        return (f"CW{attack.steps}: {threat}{attack.steps}-step PGD on the margin loss "
+                f"max(z_y - max_i!=y z_i, -{attack.kappa:g}), step {_fmt(attack.alpha)}")
+    if isinstance(attack, FGSM):
+        return f"FGSM: {threat}one signed-gradient step of eps, {attack.loss.upper()}"
+    if isinstance(attack, PGD):
+        loss = "CE" if attack.loss == "ce" else "CW margin"
+        extra = ", targeted" if attack.targeted else ""
+        return f"PGD-{attack.steps}: {threat}step {_fmt(attack.alpha)}, {attack.start} start, {loss}{extra}"
+    return f"{type(attack).__name__}: {threat}custom attack"
+
+
+def describe_protocol(attacks: Mapping[str, Attack | None]) -> str:
+    """One line stating the evaluation protocol of ``attacks`` (printed with every table).
+
+    The threat model is stated once when every attack shares it (as :data:`PROTOCOL`), else
+    per attack; AutoAttack is named with its version and attacks when it is used.
+
+    Example:
+        >>> describe_protocol(build_eval_attacks(["natural", "pgd20", "cw30"])) == PROTOCOL
+        True
+    """
+    threats = {t for t in map(_threat, attacks.values()) if t is not None}
+    shared = len(threats) == 1
+    parts = []
+    if shared:
+        n, e = next(iter(threats))
+        parts.append(f"{n} eps={_fmt(e)}")
+    parts += [_describe_one(a, not shared) for a in attacks.values() if a is not None]
+    parts.append("fp32, eval mode")
+    return "; ".join(parts)
 
 
 @contextlib.contextmanager
@@ -61,45 +178,94 @@ def _fp32_eval(model: nn.Module):
         model.train(was_training)
 
 
-def evaluate_attacks(
+@dataclass
+class RobustEvaluation:
+    """Everything one evaluation found.
+
+    Attributes:
+        accuracy: attack name -> accuracy in [0, 1] (``natural`` = clean accuracy).
+        protocol: the one-line protocol statement (:func:`describe_protocol`).
+        n: number of images.
+        autoattack: AutoAttack name -> its full result (flags, settings, resume info).
+    """
+
+    accuracy: dict[str, float]
+    protocol: str
+    n: int
+    autoattack: dict[str, AutoAttackResult] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> dict[str, tuple[str, ...]]:
+        """AutoAttack name -> its sanity flags, only for runs that raised any."""
+        return {k: r.flags for k, r in self.autoattack.items() if r.flags}
+
+
+def evaluate_robustness(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     attacks: Iterable[str] | Mapping[str, Attack | None],
     *,
+    eps: float | None = None,
+    norm: str = "Linf",
     batch_size: int = 256,
     device: torch.device | str | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> dict[str, float]:
-    """Accuracy (in [0, 1]) of ``model`` on ``images`` under each attack.
+    aa_state: str | Path | None = None,
+    aa_log: str | Path | None = None,
+    aa_verbose: bool = False,
+) -> RobustEvaluation:
+    """Accuracy of ``model`` under each attack, with the protocol line and AutoAttack flags.
 
     Args:
-        model: a [0,1]-input classifier.
+        model: a [0,1]-input classifier (evaluated in fp32, eval mode; its mode is restored).
         images: uint8 (N, C, H, W) in 0..255 or float in [0, 1].
         labels: int64 (N,).
-        attacks: registry names (``natural``, ``pgd20``, ``cw30``, ...) or a mapping of
-            name -> attack callable (None = clean accuracy).
-        batch_size: evaluation batch size.
+        attacks: names (see :func:`build_eval_attacks`) or a mapping of name -> attack
+            callable (None = clean accuracy; an AutoAttackSpec runs over all images at once).
+        eps: threat-model radius for attack names (None: each attack's default, 8/255 Linf).
+        norm: ``Linf`` (default) | ``L2``, for attack names.
+        batch_size: evaluation batch size (default 256).
         device: where to run; default: the model's device.
-        seed: seeds the attacks' random starts (the global RNG is restored afterwards).
+        seed: seeds the attacks' random starts and AutoAttack (the global RNG is restored).
         progress: show a progress bar per attack.
+        aa_state: folder for AutoAttack's resume state (None: no resume).
+        aa_log: file for AutoAttack's verbose output (default: beside its state, or none).
+        aa_verbose: also print AutoAttack's output.
+
+    Raises:
+        ValueError: mismatched shapes, eps/norm given with a mapping of built attacks, or
+            an invalid attack setting.
+        ImportError: an AutoAttack name without the pyautoattack package.
     """
     from tqdm.auto import tqdm
 
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    if not isinstance(attacks, Mapping):
-        attacks = build_eval_attacks(attacks)
+    if isinstance(attacks, Mapping):
+        if eps is not None or canonical_norm(norm) != "Linf":
+            raise ValueError("eps and norm apply to attack names; build the attack objects with them instead")
+    else:
+        attacks = build_eval_attacks(attacks, eps=eps, norm=norm)
     if device is None:
         device = next(model.parameters()).device
     n = images.shape[0]
     results: dict[str, float] = {}
+    aa_results: dict[str, AutoAttackResult] = {}
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
         with _fp32_eval(model):
             for name, attack in attacks.items():
+                if isinstance(attack, AutoAttackSpec):
+                    # whole-set run: AutoAttack only attacks what is still robust, and resumes by chunk
+                    res = attack.evaluate(model, images, labels, batch_size=batch_size, device=device, seed=seed,
+                                          state_dir=aa_state, log_path=aa_log, progress=progress,
+                                          verbose=aa_verbose, desc=f"eval {name}")
+                    aa_results[name] = res
+                    results[name] = res.accuracy
+                    continue
                 torch.manual_seed(seed)
                 correct = torch.zeros((), dtype=torch.long, device=device)
                 bar = tqdm(range(0, n, batch_size), desc=f"eval {name}", leave=False,
@@ -117,7 +283,48 @@ def evaluate_attacks(
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
-    return results
+    return RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results)
+
+
+def evaluate_attacks(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: Iterable[str] | Mapping[str, Attack | None],
+    *,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    eps: float | None = None,
+    norm: str = "Linf",
+    aa_state: str | Path | None = None,
+) -> dict[str, float]:
+    """Accuracy (in [0, 1]) of ``model`` on ``images`` under each attack.
+
+    :func:`evaluate_robustness` returning only the accuracies; AutoAttack's sanity flags
+    are issued as ``UserWarning`` (``AutoAttack flag (aa): ...``) so they are never lost.
+
+    Args:
+        model: a [0,1]-input classifier.
+        images: uint8 (N, C, H, W) in 0..255 or float in [0, 1].
+        labels: int64 (N,).
+        attacks: names (``natural``, ``pgd20``, ``cw30``, ``aa``, ``aa:apgd-ce``, ...) or a
+            mapping of name -> attack callable (None = clean accuracy).
+        batch_size: evaluation batch size.
+        device: where to run; default: the model's device.
+        seed: seeds the attacks' random starts (the global RNG is restored afterwards).
+        progress: show a progress bar per attack.
+        eps: radius for attack names (default None: each attack's own, 8/255 for Linf).
+        norm: ``Linf`` (default) | ``L2``, for attack names.
+        aa_state: folder for AutoAttack's resume state (None: no resume).
+    """
+    out = evaluate_robustness(model, images, labels, attacks, eps=eps, norm=norm, batch_size=batch_size,
+                              device=device, seed=seed, progress=progress, aa_state=aa_state)
+    for name, flags in out.flags.items():
+        for flag in flags:
+            warnings.warn(f"AutoAttack flag ({name}): {flag}", stacklevel=2)
+    return out.accuracy
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]], columns: Iterable[str]) -> str:

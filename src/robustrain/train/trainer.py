@@ -116,13 +116,20 @@ def _build(cfg: Config) -> _Run:
     info = get_dataset_info(cfg.data.name)
     train_x, train_y = load_split(cfg.data.name, "train", root=cfg.data.root, download=cfg.data.download)
     test_x, test_y = load_split(cfg.data.name, "test", root=cfg.data.root, download=cfg.data.download)
+    extra = None
+    if cfg.data.extra.path is not None:
+        from robustrain.data import load_extra_data
+
+        # generated images (data.extra): memory-mapped and validated here, before anything is written
+        extra = load_extra_data(cfg.data.extra.path, image_shape=info.image_shape, num_classes=info.num_classes)
     model = build_model(cfg, device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ctx = MethodContext(
         num_classes=info.num_classes,
         image_shape=tuple(info.image_shape),
-        num_train=int(train_x.shape[0]),
+        # generated samples have ids N.. N+M-1 (MixedLoader): per-sample buffers cover them
+        num_train=int(train_x.shape[0]) + (len(extra) if extra is not None else 0),
         epochs=cfg.train.epochs,
     )
     method = create_method(cfg.method.name, ctx, **dict(cfg.method.params)).to(device)
@@ -153,6 +160,11 @@ def _build(cfg: Config) -> _Run:
             f"data.batch_size={cfg.data.batch_size} leaves no training batch for {train_x.shape[0]} images "
             "with data.drop_last=true; lower the batch size"
         )
+    if extra is not None:
+        from robustrain.data import MixedLoader
+
+        # ratio originals + generated per batch; epoch = one original-split equivalent
+        loader = MixedLoader(loader, extra.images, extra.labels, ratio=cfg.data.extra.ratio)
     n_eval = min(cfg.eval.n, int(test_x.shape[0]))
     n_guard = min(cfg.guard.n, int(train_x.shape[0]))
     return _Run(cfg, device, model, method, optimizer, ema, loader,
