@@ -127,7 +127,7 @@ def test_recipe_end_to_end_and_mismatch(tiny_overrides, tmp_path, capsys):
     count is rejected before anything is written."""
     helper_cfg = load_config(None, tiny_overrides + ["method=standard", "name=helper", "train.epochs=1"])
     fit(helper_cfg, progress=False, verbose=False)
-    helper_path = tmp_path / "runs" / "helper" / "best.pt"
+    helper_path = tmp_path / "runs" / "helper" / "last.pt"
     hat_overrides = [o for o in tiny_overrides if not o.startswith("method")]
     cfg = load_config(None, hat_overrides + ["method=hat", "method.steps=2", f"method.helper={helper_path}",
                                              "name=hat", "train.epochs=1"])

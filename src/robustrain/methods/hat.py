@@ -12,14 +12,15 @@ natural accuracy at equal robustness.
 Two-step recipe (the helper is a normal ``standard`` run)::
 
     robustrain train method=standard name=helper                        # 1. the helper
-    robustrain train method=hat method.helper=runs/helper/best.pt       # 2. HAT
+    robustrain train method=hat method.helper=runs/helper/last.pt       # 2. HAT
 
 Hyper-parameters (defaults from the official imrahulr/hat code and the issue's ResNet-18
 CIFAR-10 setting):
     h: distance factor of the helper example (2.0).
     beta (β): weight of the TRADES KL term (2.5).
     gamma (γ): weight of the helper cross-entropy (0.5).
-    helper: path of the helper model: a ``best.pt`` / ``last.pt`` of a standard run, or a
+    helper: path of the helper model: the ``last.pt`` of a standard run (its ``best.pt`` is
+        chosen by robust accuracy, which for natural training is an early, weak epoch), or a
         file written by ``robustrain export``; its dataset must match the run's.
     eps, alpha, steps, init_std, bn_mode: the TRADES adversary (8/255, 2/255, 10, 0.001,
         eval), as :class:`robustrain.methods.at.TRADES`.
@@ -81,7 +82,7 @@ def load_helper(path: str | Path, ctx: MethodContext) -> nn.Module:
     if not path.is_file():
         raise CheckpointError(
             f"HAT helper {path} does not exist; train it first with `robustrain train method=standard "
-            f"name=helper` (same dataset) and set method.helper=runs/helper/best.pt"
+            f"name=helper` (same dataset) and set method.helper=runs/helper/last.pt"
         )
     loaded = load_model(path)
     shape = tuple(get_dataset_info(loaded.dataset).image_shape)
@@ -144,7 +145,7 @@ class HAT(Method):
         if not params.helper:
             raise ValueError(
                 "method.helper is required: the path of a standard-trained model; first run "
-                "`robustrain train method=standard name=helper`, then method.helper=runs/helper/best.pt"
+                "`robustrain train method=standard name=helper`, then method.helper=runs/helper/last.pt"
             )
 
     def set_helper(self, model: nn.Module) -> None:
