@@ -201,6 +201,10 @@ class TrainConfig:
         channels_last: NHWC memory format for model and batches (GPU runs).
         log_every: steps between progress-bar / metrics-file updates (each one host sync).
         tensorboard: also write TensorBoard scalars (needs ``pip install tensorboard``).
+        compile: ``torch.compile`` the model for the training step (static batch shapes, so it
+            needs ``data.drop_last=true``); evaluation keeps the uncompiled fp32 model.
+        sync_bn: under torchrun (DDP, several GPUs), BatchNorm statistics over the global
+            batch (SyncBatchNorm, CUDA only); ignored in a single process.
     """
 
     epochs: int = 4
@@ -211,6 +215,8 @@ class TrainConfig:
     channels_last: bool = False
     log_every: int = 10
     tensorboard: bool = False
+    compile: bool = False
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         _positive("train.epochs", self.epochs)
@@ -300,6 +306,11 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+
+    def __post_init__(self) -> None:
+        # a last batch of another size would make torch.compile build a second (dynamic) graph
+        if self.train.compile and not self.data.drop_last:
+            raise ValueError("train.compile=true needs fixed batch shapes; set data.drop_last=true as well")
 
     @property
     def run_name(self) -> str:
