@@ -120,8 +120,6 @@ def build_eval_attacks(
         (None, 'l2', 0.5, 0.5)
     """
     norm = canonical_norm(norm)
-    if "eps" in overrides:  # the older spelling build_eval_attacks(names, eps=...) via **overrides
-        eps = overrides.pop("eps")
     return {name: _build_one(name, eps, norm, overrides) for name in names}
 
 

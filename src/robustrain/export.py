@@ -1,0 +1,238 @@
+"""Export a trained model as plain weights plus a RobustBench-style model card.
+
+``robustrain export CHECKPOINT OUT.pt`` writes two files, each atomically:
+
+- ``OUT.pt``: the ``state_dict`` of the whole [0,1]-input model, the ``Normalize`` front end
+  included (``normalize.mean`` / ``normalize.std``), EMA weights when the run kept them
+  (``ema=False``: the raw weights). A plain dict of tensors, so
+  ``torch.load(OUT.pt, weights_only=True)`` reads it without robustrain.
+- ``OUT.json``: what is needed to rebuild and judge the model. The fields of RobustBench's
+  ``model_info/*.json`` (``name``, ``architecture``, ``dataset``, ``eps`` as ``"8/255"``,
+  ``clean_acc`` / ``autoattack_acc`` as percent strings, ``additional_data``,
+  ``number_forward_passes``, ``reported``, ``link``, ``authors``, ``venue``, ``footnote``) and
+  robustrain's own: ``format``, ``model`` (registry name + parameters), ``num_classes``,
+  ``image_shape``, ``mean`` / ``std``, ``normalization`` (``"inside"``: the model takes [0, 1]
+  pixels), ``threat_model`` (``Linf``), ``eps_value``, ``method`` (+ ``method_params``),
+  ``weights``, ``epoch``, ``evaluations`` (every evaluation of exactly these weights found
+  beside the checkpoint: the run's ``summary.json`` and ``<checkpoint>-eval.json`` files of
+  ``robustrain eval``), ``sha256`` of ``OUT.pt`` and the run's ``config``.
+
+:func:`robustrain.eval.load_model` (and so ``robustrain eval``) reads the pair back.
+
+Example:
+    >>> import tempfile, torch
+    >>> from pathlib import Path
+    >>> from robustrain.config import config_to_dict, load_config
+    >>> from robustrain.train.checkpoint import FORMAT, save_checkpoint
+    >>> from robustrain.train.trainer import build_model
+    >>> cfg = load_config(None, ["data.name=synthetic", "model.name=small_cnn", "model.width=4"])
+    >>> d = Path(tempfile.mkdtemp())
+    >>> save_checkpoint({"format": FORMAT, "config": config_to_dict(cfg), "model": build_model(cfg).state_dict(),
+    ...                  "ema": None, "epoch": 2}, d / "last.pt")
+    >>> pt, card = export_model(d / "last.pt", d / "model.pt")
+    >>> state = torch.load(pt, weights_only=True)
+    >>> [round(v, 3) for v in state["normalize.mean"].flatten().tolist()], "backbone.head.weight" in state
+    ([0.52, 0.5, 0.507], True)
+    >>> info = read_export_info(pt)
+    >>> info["architecture"], info["dataset"], info["eps"], info["threat_model"]
+    ('small_cnn', 'synthetic', '8/255', 'Linf')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info", "write_json_atomic"]
+
+EXPORT_FORMAT = "robustrain-export-v1"
+#: keys a model card must have for :func:`robustrain.eval.load_model` to rebuild the model
+REQUIRED_KEYS = ("format", "model", "dataset", "num_classes", "image_shape", "mean", "std")
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> Path:
+    """Write ``obj`` as JSON through a temporary file, fsync and ``os.replace``: a reader
+    never sees half a file and an interrupted write leaves the old one intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_info_path(weights: str | Path) -> Path:
+    """The model card beside exported weights: ``OUT.pt`` -> ``OUT.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def read_export_info(weights: str | Path) -> dict[str, Any]:
+    """The model card of exported weights, checked for the keys needed to rebuild the model.
+
+    Raises:
+        CheckpointError: the JSON is missing, unreadable, not a robustrain export or
+            incomplete (the message names the file and the fix).
+    """
+    from robustrain.train.checkpoint import CheckpointError
+
+    path = export_info_path(weights)
+    fix = f"re-create it with `robustrain export CHECKPOINT {Path(weights)}`"
+    if not path.is_file():
+        raise CheckpointError(f"exported weights {weights} need their model card {path}, which is missing; {fix}")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"model card {path} is not valid JSON ({str(e)[:120]}); {fix}") from None
+    if not isinstance(info, dict) or info.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{path} is not a robustrain model card (expected format {EXPORT_FORMAT!r}); {fix}")
+    missing = [k for k in REQUIRED_KEYS if k not in info]
+    model = info.get("model")
+    if not missing and not (isinstance(model, dict) and isinstance(model.get("name"), str)):
+        missing = ["model.name"]
+    if missing:
+        raise CheckpointError(f"model card {path} lacks {', '.join(missing)}; {fix}")
+    return info
+
+
+def _fmt_eps(eps: float) -> str:
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
+
+
+def _evaluations(checkpoint: Path, epoch: int | None, weights: str) -> list[dict[str, Any]]:
+    """Evaluations of exactly these weights (same file, epoch and weight set) beside ``checkpoint``."""
+    found = []
+    candidates = [checkpoint.parent / "summary.json", *sorted(checkpoint.parent.glob(f"{checkpoint.stem}-eval*.json"))]
+    for path in candidates:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # absent or unreadable: nothing to report from it
+        if not isinstance(data, dict):
+            continue
+        if path.name == "summary.json":
+            same = (data.get("checkpoint") == checkpoint.name and data.get("checkpoint_epoch") == epoch
+                    and data.get("weights") == weights)
+            acc, n = data.get("final"), data.get("n_test")
+        else:
+            same = data.get("epoch") == epoch and data.get("weights") == weights
+            acc, n = data.get("accuracy"), data.get("n")
+        if not same or not isinstance(acc, dict):
+            continue
+        found.append({
+            "source": path.name, "n": n, "dataset": data.get("dataset"), "protocol": data.get("protocol"),
+            "eps": data.get("eps"), "norm": data.get("norm", "Linf"), "accuracy": acc,
+            "flags": data.get("autoattack_flags", {}),
+        })
+    return found
+
+
+def _headline(evaluations: list[dict[str, Any]], dataset: str, key: str, eps: float) -> float | None:
+    """``key`` accuracy from the largest evaluation on the training dataset at radius ``eps``."""
+    best = None
+    for ev in evaluations:
+        if key not in ev["accuracy"] or (ev.get("dataset") not in (None, dataset)):
+            continue
+        if key != "natural" and (ev.get("norm") != "Linf" or not math.isclose(ev.get("eps") or 8 / 255, eps)):
+            continue
+        if best is None or (ev.get("n") or 0) > (best.get("n") or 0):
+            best = ev
+    return None if best is None else float(best["accuracy"][key])
+
+
+def export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    ema: bool = True,
+    name: str | None = None,
+) -> tuple[Path, Path]:
+    """Write ``out`` (plain state_dict) and ``out.with_suffix('.json')`` (model card).
+
+    Args:
+        checkpoint: a ``best.pt`` / ``last.pt`` written by ``robustrain train``.
+        out: weights path, e.g. ``model.pt``; its folder is created.
+        ema: export the EMA weights when the checkpoint has them (default True).
+        name: model name in the card (default ``<method>-<model>-<dataset>``).
+
+    Returns:
+        (weights path, model-card path).
+
+    Raises:
+        CheckpointError: missing or corrupt checkpoint.
+        ValueError: ``out`` is the checkpoint itself or would overwrite its JSON.
+    """
+    from robustrain import __version__
+    from robustrain.config import config_to_dict
+    from robustrain.eval.loading import load_model
+    from robustrain.train.checkpoint import save_checkpoint
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    card_path = export_info_path(out)
+    if out.resolve() == checkpoint.resolve() or card_path.resolve() == checkpoint.resolve():
+        raise ValueError(f"export target {out} would overwrite the checkpoint; choose another OUT path")
+    loaded = load_model(checkpoint, "cpu", ema=ema)
+    if loaded.config is None:
+        raise ValueError(f"{checkpoint} is already an export; copy it and {export_info_path(checkpoint)} instead")
+    cfg = loaded.config
+    state = {k: v.detach().clone().contiguous() for k, v in loaded.model.state_dict().items()}
+    method_params = dict(cfg.method.params)
+    eps = float(method_params.get("eps", 8 / 255))
+    evaluations = _evaluations(checkpoint, loaded.epoch, loaded.weights)
+    clean = _headline(evaluations, loaded.dataset, "natural", eps)
+    aa = _headline(evaluations, loaded.dataset, "aa", eps)
+    card = {
+        # RobustBench model_info fields
+        "name": name or f"{cfg.method.name}-{cfg.model.name}-{loaded.dataset}",
+        "link": None,
+        "authors": None,
+        "venue": None,
+        "additional_data": cfg.data.extra.path is not None if hasattr(cfg.data, "extra") else False,
+        "number_forward_passes": 1,
+        "dataset": loaded.dataset,
+        "architecture": cfg.model.name,
+        "eps": _fmt_eps(eps),
+        "clean_acc": _percent(clean),
+        "reported": None,
+        "autoattack_acc": _percent(aa),
+        "footnote": None if aa is not None else "no AutoAttack evaluation of these weights was found",
+        # robustrain fields
+        "format": EXPORT_FORMAT,
+        "robustrain_version": __version__,
+        "model": {"name": cfg.model.name, "params": dict(cfg.model.params)},
+        "num_classes": loaded.num_classes,
+        "image_shape": list(loaded.meta.get("image_shape", ())),
+        "mean": list(loaded.mean),
+        "std": list(loaded.std),
+        "normalization": "inside",
+        "threat_model": "Linf",
+        "eps_value": eps,
+        "method": cfg.method.name,
+        "method_params": method_params,
+        "weights": loaded.weights,
+        "epoch": loaded.epoch,
+        "source_checkpoint": str(checkpoint),
+        "evaluations": evaluations,
+        "config": config_to_dict(cfg),
+    }
+    save_checkpoint(state, out)
+    card["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+    write_json_atomic(card, card_path)
+    return out, card_path
