@@ -120,3 +120,10 @@ def test_every_shipped_config_validates(path):
     assert isinstance(cfg, Config)
     header = path.read_text().splitlines()[0]
     assert header.startswith("#") and "robustrain train" in path.read_text()
+
+
+def test_final_attacks_accept_autoattack_names():
+    cfg = load_config(None, ["eval.final_attacks=natural,pgd20,aa,aa:apgd-ce+apgd-t"])
+    assert cfg.eval.final_attacks == ("natural", "pgd20", "aa", "aa:apgd-ce+apgd-t")
+    with pytest.raises(ConfigError, match="unknown AutoAttack name 'aa-foo'"):
+        load_config(None, ["eval.final_attacks=natural,aa-foo"])

@@ -221,6 +221,17 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return cfg
 
 
+def _is_autoattack(name: str) -> bool:
+    """AutoAttack names (aa, aa-plus, aa:apgd-ce+...) are not registry attacks; a malformed one
+    is a config error."""
+    from robustrain.eval.autoattack import parse_autoattack_name
+
+    try:
+        return parse_autoattack_name(name) is not None
+    except ValueError as e:
+        raise ConfigError(f"eval.final_attacks: {e}") from None
+
+
 def _check_names(cfg: Config) -> None:
     """Names that refer to registries must exist (checked here, before anything runs)."""
     from robustrain.attacks import ATTACKS
@@ -232,7 +243,8 @@ def _check_names(cfg: Config) -> None:
         ("schedule.name", cfg.schedule.name, SCHEDULES, "schedules"),
         ("eval.attack", cfg.eval.attack, ATTACKS, "attacks"),
         ("guard.attack", cfg.guard.attack, ATTACKS, "attacks"),
-    ] + [("eval.final_attacks", a, ATTACKS, "attacks") for a in cfg.eval.final_attacks if a != "natural"]
+    ] + [("eval.final_attacks", a, ATTACKS, "attacks") for a in cfg.eval.final_attacks
+         if a != "natural" and not _is_autoattack(a)]
     for key, name, registry, listing in checks:
         if name not in registry:
             try:
