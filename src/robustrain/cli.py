@@ -58,41 +58,115 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import torch
+    import shutil
 
-    from robustrain.config import config_from_dict, parse_float
+    from robustrain.config import parse_float
     from robustrain.data import load_split
-    from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
-    from robustrain.train.checkpoint import load_checkpoint
-    from robustrain.train.trainer import build_model, resolve_device
+    from robustrain.eval.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
+    from robustrain.eval.loading import check_dataset, load_model
+    from robustrain.eval.robust import build_eval_attacks, evaluate_robustness, format_table
+    from robustrain.export import write_json_atomic
+    from robustrain.train.trainer import resolve_device
 
-    device = resolve_device(args.device)
-    ckpt = load_checkpoint(args.checkpoint, map_location=device)
-    cfg = config_from_dict(ckpt["config"])
-    model = build_model(cfg, device)
-    weights = "ema" if ckpt.get("ema") is not None and not args.no_ema else "model"
-    model.load_state_dict(ckpt[weights])
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    overrides = {"eps": parse_float(args.eps, "--eps")} if args.eps is not None else {}
+    if not names:
+        raise _UsageError("--attacks is empty; give e.g. natural,pgd20,cw30,aa")
+    if args.aa_version != "standard":
+        if "aa" not in names:
+            raise _UsageError("--aa-version applies to the attack `aa`; add aa to --attacks")
+        names = [f"aa-{args.aa_version}" if a == "aa" else a for a in names]
+    if args.n is not None and args.n <= 0:
+        raise _UsageError("--n must be positive")
+    if args.batch_size <= 0:
+        raise _UsageError("--batch-size must be positive")
+    eps = parse_float(args.eps, "--eps") if args.eps is not None else None
+    if eps is not None and not 0 < eps < float("inf"):
+        raise _UsageError(f"--eps must be positive, e.g. 8/255 or 0.031, got {args.eps}")
     try:
-        attacks = build_eval_attacks(names, **overrides)
+        attacks = build_eval_attacks(names, eps=eps, norm=args.norm)
     except KeyError as e:
         raise _UsageError(f"--attacks: {e.args[0]}") from None
-    x, y = load_split(cfg.data.name, "test", root=args.data_root or cfg.data.root, download=args.download)
+    except ValueError as e:
+        raise _UsageError(f"--attacks: {e}") from None
+    uses_aa = any(isinstance(a, AutoAttackSpec) for a in attacks.values())
+    if uses_aa:
+        try:
+            require_pyautoattack()
+        except ImportError as e:
+            print(f"robustrain: error: {e}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    device = resolve_device(args.device)
+    loaded = load_model(args.checkpoint, device, ema=not args.no_ema)
+    dataset = args.dataset or loaded.dataset
+    try:
+        check_dataset(loaded, dataset)
+    except ValueError as e:
+        raise _UsageError(f"--dataset {dataset}: {e}" if args.dataset else str(e)) from None
+    root = args.data_root or (loaded.config.data.root if loaded.config is not None and dataset == loaded.dataset
+                              else None)
+    x, y = load_split(dataset, "test", root=root, download=args.download)
     n = x.shape[0] if args.n is None else min(args.n, x.shape[0])
-    if n <= 0:
-        raise _UsageError("--n must be positive")
-    acc = evaluate_attacks(model, x[:n], y[:n], attacks, batch_size=args.batch_size, device=device,
-                           seed=args.seed, progress=not args.no_progress and sys.stderr.isatty())
-    protocol = PROTOCOL if not overrides else PROTOCOL.replace("eps=8/255", f"eps={args.eps}")
-    print(f"{args.checkpoint} (epoch {ckpt['epoch']}, {weights} weights), {n} {cfg.data.name} test images")
-    print(format_table({f"{cfg.method.name} / {cfg.model.name}": acc}, names))
-    print(f"protocol: {protocol}")
-    out = Path(args.out) if args.out else Path(args.checkpoint).with_name(Path(args.checkpoint).stem + "-eval.json")
-    out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "epoch": ckpt["epoch"], "weights": weights,
-                               "dataset": cfg.data.name, "n": n, "protocol": protocol,
-                               "eps": overrides.get("eps", 8 / 255), "accuracy": acc}, indent=2))
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
+    # an interrupted AutoAttack continues from its state; the default state is removed once done
+    aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
+    aa_log = out.with_name(out.stem + "-autoattack.log")
+    if uses_aa:
+        print(f"AutoAttack: state in {aa_state} (rerun the same command to continue an interrupted run), "
+              f"log in {aa_log}", file=sys.stderr)
+    try:
+        res = evaluate_robustness(loaded.model, x[:n], y[:n], attacks, batch_size=args.batch_size, device=device,
+                                  seed=args.seed, progress=not args.no_progress and sys.stderr.isatty(),
+                                  aa_state=aa_state if uses_aa else None, aa_log=aa_log if uses_aa else None,
+                                  aa_verbose=args.aa_verbose)
+    except KeyboardInterrupt:
+        kept = f"AutoAttack's finished chunks are kept in {aa_state}: " if uses_aa else ""
+        print(f"robustrain: interrupted; {kept}rerun the same command to evaluate again", file=sys.stderr)
+        return 130
+    label = f"{loaded.meta.get('method')} / {loaded.meta.get('model')}"
+    trained = "" if dataset == loaded.dataset else f" (trained on {loaded.dataset})"
+    print(f"{args.checkpoint} (epoch {loaded.epoch}, {loaded.weights} weights), {n} {dataset} test images{trained}")
+    print(format_table({label: res.accuracy}, names))
+    print(f"protocol: {res.protocol}")
+    for name, result in res.autoattack.items():
+        print(f"AutoAttack flags ({name}): " + ("; ".join(result.flags) if result.flags else "none"))
+    record = {
+        "checkpoint": str(args.checkpoint), "source": loaded.meta.get("source"), "epoch": loaded.epoch,
+        "weights": loaded.weights, "method": loaded.meta.get("method"), "model": loaded.meta.get("model"),
+        "dataset": dataset, "trained_on": loaded.dataset, "n": n, "seed": args.seed,
+        "norm": args.norm, "eps": eps if eps is not None else default_eps(args.norm),
+        "attacks": names, "protocol": res.protocol, "accuracy": res.accuracy,
+        "autoattack_flags": {k: list(r.flags) for k, r in res.autoattack.items()},
+        "autoattack": {k: {"accuracy": r.accuracy, "clean_accuracy": r.clean_accuracy, "flags": list(r.flags),
+                           "settings": r.settings, "resumed_chunks": r.resumed_chunks, "log": r.log_path}
+                       for k, r in res.autoattack.items()},
+    }
+    write_json_atomic(record, out)
+    if uses_aa and not args.aa_state and aa_state.is_dir():
+        shutil.rmtree(aa_state, ignore_errors=True)
     print(f"wrote {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+def _cmd_export(args: argparse.Namespace) -> int:
+    from robustrain.export import export_model
+    from robustrain.train.checkpoint import CheckpointError
+
+    try:
+        weights, card_path = export_model(args.checkpoint, args.out, ema=not args.no_ema, name=args.name)
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    card = json.loads(card_path.read_text())
+    accs = ", ".join(f"{k} {v}%" for k, v in (("clean", card["clean_acc"]), ("AutoAttack", card["autoattack_acc"]))
+                     if v is not None) or "no evaluation of these weights found beside the checkpoint"
+    print(f"wrote {weights} ({card['weights']} weights, epoch {card['epoch']}; read with "
+          f"torch.load(..., weights_only=True))")
+    print(f"wrote {card_path} ({card['architecture']}, {card['dataset']}, {card['threat_model']} eps {card['eps']}; "
+          f"{accs})")
     return 0
 
 
@@ -137,6 +211,46 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise _UsageError(str(e)) from None
     print(f"wrote {path}")
     return 0
+
+
+# ------------------------------------------------------------------------ reproduce
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from robustrain.reproduce import (
+        ReproduceError,
+        ReproduceOptions,
+        build_plan,
+        format_plan,
+        format_tables,
+        parse_extra_data,
+        render_markdown,
+        run_plan,
+    )
+
+    if args.list:
+        print(format_tables(), end="")
+        return 0
+    if not args.table:
+        raise _UsageError("reproduce needs a TABLE (see `robustrain reproduce --list`)")
+    split = lambda items: tuple(p.strip() for item in items or () for p in item.split(",") if p.strip())  # noqa: E731
+    try:
+        options = ReproduceOptions(
+            scale=args.scale, seeds=args.seeds, only=split(args.only), out=args.out, sets=tuple(args.set or ()),
+            attacks=split([args.attacks]) if args.attacks else None, eval_n=args.eval_n, aa_n=args.aa_n,
+            eval_batch_size=args.eval_batch_size, data_root=args.data_root,
+            extra_data=parse_extra_data(args.extra_data))
+        plan = build_plan(args.table, options)
+        if args.dry_run:
+            print(format_plan(plan))
+            return 0
+        result = run_plan(plan, progress=args.progress)
+    except ReproduceError as e:
+        raise _UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        print("robustrain: interrupted; finished runs, checkpoints and evaluations are kept: rerun the same "
+              "command to continue", file=sys.stderr)
+        return 130
+    print(render_markdown(result), end="")
+    return EXIT_FAILURE if result["failed"] else 0
 
 
 # ----------------------------------------------------------------------------- list
@@ -265,15 +379,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser(
-        "eval", help="evaluate a checkpoint under PGD-20 / CW∞ (fp32, eval mode, EMA weights)",
-        description="Robust accuracy of a checkpoint on the test split of its dataset, under the protocol "
-                    "of DESIGN.md (stated in the output). Writes JSON next to the checkpoint.",
+        "eval", help="evaluate a checkpoint or exported model: natural / PGD-20 / CW∞ / AutoAttack (fp32, eval mode)",
+        description="Robust accuracy of a checkpoint (best.pt / last.pt) or of weights written by `robustrain export`, "
+                    "on the test split of its dataset, under the protocol of DESIGN.md (the default; stated in the "
+                    "output): natural, PGD-20 and CW30 (Linf 8/255, step 2/255, random start) and AutoAttack "
+                    "standard (official pyautoattack), fp32, eval mode, EMA weights when the run kept them, a fixed "
+                    "seed. Prints one table and AutoAttack's sanity flags, and writes JSON next to the checkpoint.",
+        epilog="Attacks: natural, the names of `robustrain list attacks`, and AutoAttack: aa (standard), aa-plus, "
+               "aa-rand or a custom list aa:ATTACK+ATTACK (apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t). "
+               "An interrupted AutoAttack continues when the same command is run again. Examples:\n"
+               "  robustrain eval runs/uiat-small_cnn-cifar10-mini-s0/best.pt\n"
+               "  robustrain eval best.pt --attacks natural,pgd20,cw30 --n 1000        # quick, no AutoAttack\n"
+               "  robustrain eval best.pt --attacks natural,aa:apgd-ce+apgd-t --eps 4/255\n"
+               "  robustrain eval best.pt --norm L2 --attacks natural,pgd20,aa           # L2, eps 0.5\n"
+               "  robustrain eval model.pt --dataset cifar10 --data-root /data         # an exported model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("checkpoint", help="a best.pt / last.pt written by `robustrain train`")
-    e.add_argument("--attacks", default="natural,pgd20,cw30",
-                   help="comma-separated: natural and names from `robustrain list attacks` (default: %(default)s)")
+    e.add_argument("checkpoint",
+                   help="a best.pt / last.pt written by `robustrain train`, or OUT.pt of `robustrain export`")
+    e.add_argument("--attacks", default="natural,pgd20,cw30,aa",
+                   help="comma-separated attack names (default: %(default)s, the DESIGN.md protocol)")
     e.add_argument("--n", type=int, default=None, help="evaluate the first N test images (default: all)")
-    e.add_argument("--eps", default=None, help="attack radius, e.g. 8/255 or 0.0314 (default: each attack's own)")
+    e.add_argument("--eps", default=None,
+                   help="threat-model radius, e.g. 8/255 or 0.031 (default: 8/255 for Linf, 0.5 for L2)")
+    e.add_argument("--norm", default="Linf", choices=["Linf", "L2"],
+                   help="threat model of PGD and AutoAttack (default: %(default)s; CW30 and FGSM are Linf only)")
+    e.add_argument("--aa-version", default="standard", choices=["standard", "plus", "rand"],
+                   help="AutoAttack version run by the attack `aa` (default: %(default)s)")
+    e.add_argument("--aa-state", default=None, metavar="DIR",
+                   help="keep AutoAttack's resume state in DIR (default: OUT.aa-state, removed when finished)")
+    e.add_argument("--aa-verbose", action="store_true", help="also print AutoAttack's own log")
+    e.add_argument("--dataset", default=None,
+                   help="evaluate on this dataset's test split (default: the one it was trained on); the class "
+                        "count and image shape must match, the model keeps its own normalisation")
     e.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     e.add_argument("--data-root", default=None, help="dataset folder if it moved since training")
@@ -284,15 +422,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="JSON output path (default: CHECKPOINT-eval.json)")
     e.set_defaults(func=_cmd_eval)
 
+    ex = sub.add_parser(
+        "export", help="write a checkpoint's weights as a plain state_dict plus a RobustBench-style JSON card",
+        description="Write OUT.pt, the state_dict of the whole [0,1]-input model (normalisation included; EMA "
+                    "weights when the run kept them), readable with torch.load(OUT.pt, weights_only=True), and "
+                    "OUT.json: architecture and its parameters, dataset, class count, mean/std, threat model, eps, "
+                    "method, epoch, and the accuracies of these weights found beside the checkpoint (summary.json, "
+                    "CHECKPOINT-eval.json), with RobustBench's model_info field names. `robustrain eval OUT.pt` "
+                    "reads it back.",
+        epilog="Example:\n  robustrain export runs/uiat-small_cnn-cifar10-mini-s0/best.pt models/uiat_small_cnn.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ex.add_argument("checkpoint", help="a best.pt / last.pt written by `robustrain train`")
+    ex.add_argument("out", help="weights file to write, e.g. model.pt (the card goes to model.json)")
+    ex.add_argument("--no-ema", action="store_true", help="export the raw weights even when EMA weights exist")
+    ex.add_argument("--name", default=None, help="model name in the card (default: METHOD-MODEL-DATASET)")
+    ex.set_defaults(func=_cmd_export)
+
     from robustrain.eval.analyses import ANALYSES, analysis_description
 
     an = sub.add_parser(
         "analyze", help="the UIAT paper's figures as PNG + JSON series (Figures 1-7, Table 2)",
         description="Analyses behind the papers' figures; each writes a PNG and a JSON file with exactly the "
                     "plotted series (timing: also a markdown table).",
-        epilog="Kinds:\n" + "\n".join(f"  {e.name:<14} {e.help}" for e in ANALYSES)
-               + "\n\nRun `robustrain analyze KIND --help` for a kind's inputs and options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `robustrain analyze KIND --help` for a kind's inputs and options.",
     )
     kinds = an.add_subparsers(dest="kind", metavar="KIND", required=True)
     for entry in ANALYSES:
@@ -315,6 +468,49 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="report path (default: RUN_DIR/report.md); figures go next to it")
     rp.add_argument("--no-figures", action="store_true", help="tables only (no matplotlib needed)")
     rp.set_defaults(func=_cmd_report)
+
+    rr = sub.add_parser(
+        "reproduce", help="re-run a paper table (UIAT Tables 1-6, the LRAT cross-attack table) against its numbers",
+        description="Train every row of TABLE (one YAML config per row under configs/) for each seed, evaluate "
+                    "it under the table's attacks and write OUT/TABLE/results.md and results.json: our mean ± std "
+                    "over seeds, the paper's number and the difference. Finished runs are reused and interrupted "
+                    "ones resumed, so rerunning the same command continues a long reproduction.",
+        epilog="Scales: full = each row's config as written (the paper's setting; dataset files and a GPU); "
+               "mini = the same protocol with small_cnn on cifar10-mini, <= 4 epochs, a few CPU minutes per run "
+               "(CIFAR-100 / SVHN / WRN rows become their cifar10-mini analogue, noted in the table). Examples:\n"
+               "  robustrain reproduce --list\n"
+               "  robustrain reproduce table6 --dry-run\n"
+               "  robustrain reproduce table1 --only '*-cifar10' --seeds 3\n"
+               "  robustrain reproduce table1 --scale full --data-root /data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rr.add_argument("table", nargs="?", help="table1 ... table6 or lrat (see --list)")
+    rr.add_argument("--scale", default="mini", choices=["mini", "full"], help="default: %(default)s")
+    rr.add_argument("--seeds", type=int, default=1, metavar="K", help="seeds 0..K-1 per row (default: %(default)s)")
+    rr.add_argument("--only", action="append", metavar="ROW",
+                    help="row ids or shell patterns, comma-separated or repeated (e.g. '*-cifar10')")
+    rr.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/reproduce-SCALE)")
+    rr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="config override applied last to every run (method.* ones not to HAT's standard-trained "
+                         "helper), repeatable (e.g. --set train.epochs=2)")
+    rr.add_argument("--attacks", default=None, help="evaluate only these of the table's attacks, e.g. natural,pgd20")
+    rr.add_argument("--eval-n", type=int, default=None, metavar="N",
+                    help="test images for natural / PGD-20 / CW (default: all; 0 = all)")
+    rr.add_argument("--aa-n", type=int, default=None, metavar="N",
+                    help="test images for AutoAttack (default: all at full scale, 256 at mini; 0 = all)")
+    rr.add_argument("--eval-batch-size", type=int, default=None, metavar="B",
+                    help="evaluation batch size (default: each run's data.eval_batch_size)")
+    rr.add_argument("--data-root", default=None, metavar="DIR",
+                    help="folder of the dataset files for --scale full (default: each config's data.root, "
+                         "$ROBUSTRAIN_DATA or ./data)")
+    rr.add_argument("--extra-data", action="append", metavar="DATASET=PATH",
+                    help="generated-image file for Table 4, e.g. cifar10=/data/cifar10_ddpm.npz (default: "
+                         "$ROBUSTRAIN_EXTRA_DATA)")
+    rr.add_argument("--dry-run", action="store_true", help="print the plan (rows, configs, commands, runs) and exit")
+    rr.add_argument("--list", action="store_true", help="list the tables and their rows with the paper's numbers")
+    rr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="live progress bars (default: when stderr is a terminal)")
+    rr.set_defaults(func=_cmd_reproduce)
 
     ls = sub.add_parser("list", help="list registered datasets, models, attacks, methods, schedules or configs")
     ls.add_argument("what", choices=[*_LISTERS, "configs"])

@@ -23,7 +23,9 @@ Guarantees: the result is detached, inside the eps-ball ∩ [0, 1], the model's 
 flags are restored exactly (see :mod:`robustrain.attacks.bn`), no parameter ``.grad`` is
 touched (gradients via ``torch.autograd.grad`` w.r.t. the adversarial input only), and the
 loop performs no host synchronisation (no reading tensor values back to Python, no
-branching on them).
+branching on them). Under ``torch.autocast`` (bf16 training) only the model's forwards run in
+low precision: the perturbation, its gradient, the step, the projection and the clamp stay in
+x's dtype (float32), so the eps-ball bound is exact.
 """
 
 from __future__ import annotations
@@ -120,17 +122,30 @@ def _l2_norm(v: Tensor) -> Tensor:
     return v.flatten(1).norm(p=2, dim=1)
 
 
+#: ``projector(x, eps, low, high)`` -> the per-step map onto B(x, eps) ∩ [low, high]
+Projector = Callable[[Tensor, float, float, float], Callable[[Tensor], Tensor]]
+
+
 class _Norm(NamedTuple):
     """What differs between threat models: step direction, projection, uniform draw."""
 
     direction: Callable[[Tensor], Tensor]  # steepest-ascent unit step for a gradient
     project: Callable[[Tensor, Tensor, float], Tensor]  # (x, x_adv, eps) -> into B(x, eps)
     uniform: Callable[[Tensor, float, "torch.Generator | None"], Tensor]  # random δ in B(0, eps)
+    projector: Projector  # B(x, eps) ∩ box, with what depends on x alone computed once
 
 
 def _linf_project(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
     # min/max in x-space (not clamp of x_adv - x, then + x): exact bounds, no rounding drift
     return torch.minimum(torch.maximum(x_adv, x - eps), x + eps)
+
+
+def _linf_projector(x: Tensor, eps: float, low: float, high: float) -> Callable[[Tensor], Tensor]:
+    # B(x, eps) ∩ [low, high] is the box [lo, hi]: one clamp per step instead of four
+    # elementwise ops; bitwise equal to _linf_project(...).clamp(low, high) (selections only)
+    lo = (x - eps).clamp_(low, high)
+    hi = (x + eps).clamp_(low, high)
+    return lambda x_adv: torch.clamp(x_adv, lo, hi)
 
 
 def _linf_uniform(x: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
@@ -148,6 +163,10 @@ def _l2_project(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
     return x + delta * _per_example(factor, delta)
 
 
+def _l2_projector(x: Tensor, eps: float, low: float, high: float) -> Callable[[Tensor], Tensor]:
+    return lambda x_adv: _l2_project(x, x_adv, eps).clamp(low, high)
+
+
 def _l2_uniform(x: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
     # random direction x radius uniform in [0, eps], as torchattacks' PGDL2; a volume-uniform
     # radius (u^(1/d)) would put almost every start on the sphere in d = 3072 dimensions
@@ -157,8 +176,8 @@ def _l2_uniform(x: Tensor, eps: float, generator: torch.Generator | None) -> Ten
 
 
 NORMS: dict[str, _Norm] = {
-    "linf": _Norm(torch.sign, _linf_project, _linf_uniform),
-    "l2": _Norm(_l2_direction, _l2_project, _l2_uniform),
+    "linf": _Norm(torch.sign, _linf_project, _linf_uniform, _linf_projector),
+    "l2": _Norm(_l2_direction, _l2_project, _l2_uniform, _l2_projector),
 }
 
 
@@ -306,8 +325,9 @@ def pgd(
     sign = -1.0 if (targeted or descend) else 1.0
 
     x = x.detach()
+    project = geometry.projector(x, eps, low, high)
     delta0 = _initial_delta(x, start, eps, geometry, init_std, generator)
-    x_adv = geometry.project(x, x + delta0, eps).clamp(low, high)
+    x_adv = project(x + delta0)
     with _bn.bn_mode(model, bn_mode), torch.enable_grad():
         for _ in range(steps):
             x_adv.requires_grad_(True)
@@ -320,8 +340,8 @@ def pgd(
             # gradient w.r.t. the adversarial input only (= w.r.t. the perturbation): the
             # parameters' .grad are never touched
             (grad,) = torch.autograd.grad(per_example.sum(), x_adv)
-            x_adv = x_adv.detach() + (sign * alpha) * geometry.direction(grad)
-            x_adv = geometry.project(x, x_adv, eps).clamp(low, high)
+            # add(..., alpha=): the step in one kernel
+            x_adv = project(torch.add(x_adv.detach(), geometry.direction(grad), alpha=sign * alpha))
     return x_adv.detach()
 
 

@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -72,6 +73,7 @@ __all__ = [
     "aa_diff_figure",
     "epoch_timing",
     "timing_table",
+    "timing_figure",
     "universal_perturbations",
     "perturbation_figure",
 ]
@@ -223,6 +225,18 @@ def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device
         yield x, labels[start : start + batch_size].to(device)
 
 
+@contextlib.contextmanager
+def _eval_fp32(model: nn.Module):
+    """Eval mode and no autocast (evaluation is fp32, DESIGN.md), the mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            yield
+    finally:
+        model.train(was_training)
+
+
 def accuracy_vs_strength(
     model: nn.Module,
     images: torch.Tensor,
@@ -269,14 +283,13 @@ def accuracy_vs_strength(
     from tqdm.auto import tqdm
 
     from robustrain.attacks import pgd
-    from robustrain.eval.robust import _fp32_eval
 
     n = images.shape[0]
     if n < 2 or labels.shape[0] != n:
         raise ValueError(f"need at least 2 images with one label each, got {n} images and {labels.shape[0]} labels")
     device = next(model.parameters()).device
     rows: dict[str, list[float]] = {"all": [], "small_loss": [], "large_loss": []}
-    with _fp32_eval(model):
+    with _eval_fp32(model):
         with torch.no_grad():
             losses = torch.cat([F.cross_entropy(model(x), y, reduction="none")
                                 for x, y in _batches(images, labels, batch_size, device)])
@@ -403,7 +416,8 @@ def run_curves(run: RunInfo) -> dict[str, Any]:
         best_epoch = rec.get("best", {}).get("epoch", best_epoch)
     series = {k: {"label": labels[k], "epoch": sorted(v), "acc": [v[e] for e in sorted(v)]} for k, v in per_key.items()}
     acc = series.get("train.acc")
-    if acc is not None and any(v == acc for k, v in series.items() if k.startswith("train.acc_")):
+    if acc is not None and any((v["epoch"], v["acc"]) == (acc["epoch"], acc["acc"])
+                               for k, v in series.items() if k.startswith("train.acc_")):
         del series["train.acc"]
     return {"run": str(run.path), "label": run.label, "best_epoch": best_epoch, "series": series}
 
@@ -433,7 +447,7 @@ def curves_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | Non
     panels = [Panel([Line(s["label"], s["epoch"], _pct(s["acc"]), marker="." if k.startswith("eval") else "",
                           linestyle="-" if k.startswith("eval") else "--")
                      for k, s in d["series"].items()],
-                    title=d["label"], xlabel="epoch", ylabel="accuracy (%)",
+                    title=d["label"], xlabel="epoch", ylabel="accuracy (%)", integer_x=True,
                     vlines=() if d["best_epoch"] is None else (d["best_epoch"],),
                     note="" if d["best_epoch"] is None else f"best test robust: epoch {d['best_epoch']}")
               for d in data]
@@ -589,8 +603,9 @@ def sensitivity_figure(runs: Sequence[str | Path] | str | Path, out: str | Path 
             xs = list(range(len(s["values"])))
             distinct = len(set(map(str, s["values"]))) == len(s["values"])
             ticks, names = xs, [str(v) for v in s["values"]] if distinct else s["labels"]
-        panels.append(Panel([Line("natural", xs, _pct(s["natural"])),
-                             Line(f"robust ({data['metric']})", xs, _pct(s["robust"]))],
+        style = "-" if numeric else ""  # categories are not a continuum: no joining lines
+        panels.append(Panel([Line("natural", xs, _pct(s["natural"]), linestyle=style),
+                             Line(f"robust ({data['metric']})", xs, _pct(s["robust"]), linestyle=style)],
                             title=key, xlabel=key, ylabel="accuracy (%)", xticks=ticks, xticklabels=names))
     base = output_base(out, _common_dir([r.path for r in infos]), "sensitivity")
     png = line_figure(panels, base.with_suffix(".png"))
@@ -761,7 +776,7 @@ def perturbation_figure(run: str | Path, out: str | Path | None = None, *, check
     column per class (at most 20): row 1 z_c rescaled from [-max|z|, max|z|] to [0, 1] (grey
     = 0), row 2 the first test image of class c, row 3 that image plus z_c (clipped to
     [0, 1]). Needs no matplotlib. Writes perturbations.png and perturbations.json (the
-    classes, max |z| and z itself).
+    classes, max |z| and z itself, to 1e-6).
 
     Args:
         run: run folder (or a checkpoint file).
@@ -793,5 +808,6 @@ def perturbation_figure(run: str | Path, out: str | Path | None = None, *, check
     png = base.with_suffix(".png")
     write_png(image_grid(tiles, ncols=len(classes)), png, scale=scale)
     series = {"analysis": "perturbations", "checkpoint": str(path), "epoch": ckpt.get("epoch"),
-              "classes": classes, "max_abs_z": float(np.abs(zc).max()), "z": zc.tolist()}
+              "classes": classes, "max_abs_z": float(np.abs(zc).max()),
+              "z": np.round(zc.astype(np.float64), 6).tolist()}  # 1e-6: far below one 8-bit pixel step
     return [png, _write_json(base.with_suffix(".json"), series)]

@@ -124,16 +124,24 @@ plug-in's base method's state sits under ``base.``. Which branch runs is a funct
 epoch given by ``set_epoch`` (the trainer calls it after ``load_state_dict`` on resume), so
 a resumed run continues identically.
 
-Distributed runs (design note; implemented with the scaling issue)
-------------------------------------------------------------------
-* z_c's gradient is a sum over ALL ranks' class-c examples: all-reduce (SUM) the z-gradient
-  (C x image, small) and the per-class counts before :func:`universal_sign_step`, so every
-  rank applies the same update and z stays replicated (and is saved once).
-* Per-sample buffers are indexed by GLOBAL ids (``batch.idx``). Each rank writes only the
-  rows of its own samples; because the sampler reshuffles samples across ranks every epoch,
-  the rows written during an epoch (mask ``seen`` per epoch) must be exchanged at the epoch
-  end (all-reduce of the masked rows, or all-gather of (idx, p) pairs) before the next
-  epoch reads them, and before a checkpoint is written.
+Distributed runs (DDP, :mod:`robustrain.train.distributed`)
+-----------------------------------------------------------
+Every rank holds the same, complete state, so rank 0's checkpoint is the run's state:
+
+* z_c's gradient is a sum over ALL ranks' class-c examples: right after the
+  ``autograd.grad`` of sum_i L_Inv(x~_i) w.r.t. z, the z-gradient (C x image, small) and the
+  per-class counts are all-reduced (SUM) before :func:`universal_sign_step`, so every rank
+  applies the same update to the same z (initialised from the shared seed). One process
+  with a batch of W x B and W ranks with B each make the same step.
+* Per-sample buffers (``momentum_p`` / ``momentum_seen``, ``oneoff_p`` / ``oneoff_seen``) are
+  indexed by GLOBAL ids (``batch.idx``) and replicated: every step each rank all-gathers
+  all ranks' (idx, new rows) and writes them all
+  (:func:`~robustrain.train.distributed.all_gather_indexed`, B x C floats per rank), so a
+  sample read by another rank next epoch (the sampler reshuffles) finds its latest value.
+  Reads use the local rows only. Ids repeated across ranks (padding of the last steps) get
+  one value deterministically.
+
+In one process both helpers are the identity: no extra work and no host synchronisation.
 """
 
 from __future__ import annotations
@@ -158,6 +166,7 @@ from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import LossTerms, inverse_loss, uiat_loss, uiat_regulariser
 from robustrain.methods.registry import METHODS
 from robustrain.models.base import logits_and_features
+from robustrain.train.distributed import all_gather_indexed, all_reduce_sum
 
 __all__ = [
     "IAT",
@@ -239,11 +248,12 @@ def epoch_from_fraction(fraction: float, epochs: int) -> int:
 
 
 def _present_classes(y: Tensor, num_classes: int) -> Tensor:
+    """Classes with at least one example in the batch, over ALL ranks under DDP."""
     # a bincount without the host sync torch.bincount does on CUDA (it sizes its output
     # from y.max()): index_add_ into a fixed-size buffer
     counts = torch.zeros(num_classes, device=y.device, dtype=torch.float32)
     counts.index_add_(0, y, torch.ones_like(y, dtype=torch.float32))
-    return counts > 0
+    return all_reduce_sum(counts) > 0
 
 
 class _InverseTarget(NamedTuple):
@@ -534,6 +544,8 @@ class _InverseBase(Method):
             # d total / d z_c = grad of l^c (the class-c sum): one backward for every class;
             # w.r.t. z only, so no parameter .grad is touched
             (grad,) = torch.autograd.grad(total, z)
+        # DDP: l^c sums over every rank's class-c examples, so every rank takes the same step
+        grad = all_reduce_sum(grad)
         present = _present_classes(y, self.ctx.num_classes)
         with torch.no_grad():
             self.z.copy_(universal_sign_step(self.z, grad, alpha=s.alpha_universal, eps=s.eps_inv, present=present))
@@ -554,9 +566,15 @@ class _InverseBase(Method):
             target = torch.where(seen, momentum_update(prev, p_cur, self.inv.gamma), p_cur)
         else:
             target = p_cur
-        self.momentum_p[idx] = target.detach().to(self.momentum_p.dtype)
-        self.momentum_seen[idx] = True
+        self._store(self.momentum_p, self.momentum_seen, idx, target)
         return target
+
+    @staticmethod
+    def _store(buf: Tensor, seen: Tensor, idx: Tensor, rows: Tensor) -> None:
+        """``buf[idx] = rows`` and ``seen[idx] = True``; under DDP with every rank's rows."""
+        idx, rows = all_gather_indexed(idx, rows.detach().to(buf.dtype))
+        buf[idx] = rows
+        seen[idx] = True
 
     def _oneoff_target(
         self, model: nn.Module, batch: Batch, feat_nat: Tensor | None, feat_adv: Tensor | None, beta: float
@@ -568,8 +586,7 @@ class _InverseBase(Method):
         if phase == "at":
             x_inv = self._universal_inverse(model, batch.x, batch.y, feat_nat, feat_adv, beta)
             target = self._predict(model, x_inv)
-            self.oneoff_p[batch.idx] = target.detach().to(self.oneoff_p.dtype)
-            self.oneoff_seen[batch.idx] = True
+            self._store(self.oneoff_p, self.oneoff_seen, batch.idx, target)
             return target, None
         # after T': stored targets only; a sample never drawn at T' has none (weight 0)
         return self.oneoff_p[batch.idx], self.oneoff_seen[batch.idx].to(self.oneoff_p.dtype)

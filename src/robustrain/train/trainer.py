@@ -15,6 +15,12 @@ optimiser, EMA, method state, step counter (the lr schedule is a pure function o
 states and epoch; data order and augmentation are functions of (seed, epoch), so on CPU a
 resumed run is bit-identical to an uninterrupted one.
 
+Under ``torchrun`` (``torchrun --nproc_per_node=N -m robustrain train ...``) the same loop
+runs data-parallel: each rank trains on its shard of every global batch through
+DistributedDataParallel, metrics and evaluation counts are all-reduced, rank 0 writes the
+run folder, and every rank reads ``last.pt`` on resume; see
+:mod:`robustrain.train.distributed`.
+
 Example:
     >>> from robustrain.config import load_config
     >>> from robustrain.train import fit
@@ -48,6 +54,7 @@ from robustrain.data import DeviceLoader, get_dataset_info, load_split
 from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
+from robustrain.train import distributed as ddp
 from robustrain.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from robustrain.train.ema import EMA
 from robustrain.train.logging import MetricsLogger
@@ -66,11 +73,11 @@ class RunExistsError(ValueError):
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return ddp.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
-    return dev
+    return ddp.local_device(dev)  # cuda -> cuda:LOCAL_RANK under torchrun
 
 
 def seed_everything(seed: int) -> None:
@@ -139,7 +146,9 @@ def _build(cfg: Config) -> _Run:
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,
         weight_decay=cfg.optim.weight_decay,
-        **({"foreach": True} if device.type == "cuda" else {}),
+        # fused: the whole SGD update in one CUDA kernel (on CPU the default loop is as fast
+        # for these sizes)
+        **({"fused": True} if device.type == "cuda" else {}),
     )
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema else None
     loader = DeviceLoader(
@@ -154,6 +163,8 @@ def _build(cfg: Config) -> _Run:
         drop_last=cfg.data.drop_last,
         seed=cfg.seed,
         device=device,
+        rank=ddp.get_rank(),  # DDP: this rank's shard of every global batch
+        world_size=ddp.get_world_size(),
     )
     if len(loader) == 0:
         raise ValueError(
@@ -225,6 +236,48 @@ def _autocast(run: _Run):
     return contextlib.nullcontext()
 
 
+#: ``torch.compile`` options of ``train.compile``: static shapes (``data.drop_last=true`` is
+#: required), so every graph is specialised to the batch size and never re-traced as dynamic.
+_COMPILE_OPTIONS: dict[str, Any] = {"dynamic": False}
+
+
+def _training_module(run: _Run, model: nn.Module) -> nn.Module:
+    """The module the method trains: ``model`` (``run.model``, DDP-wrapped under torchrun), or
+    with ``train.compile`` its compiled wrapper.
+
+    The wrapper shares parameters and buffers with ``run.model``, which everything else keeps
+    using: optimiser, EMA, checkpoints (no ``_orig_mod.`` prefixes) and evaluation, which runs
+    the uncompiled model in fp32 (its batch sizes and precision differ from training, so a
+    compiled eval would only add graphs). Dynamo builds one graph per distinct forward of a
+    step (attack forwards in ``bn_mode`` with an input gradient, the training forward in
+    train mode, no-grad target forwards ...) on the first step of each method phase; later
+    steps and epochs reuse them (``tests/test_fastpath.py`` checks no recompilation).
+    """
+    if not run.cfg.train.compile:
+        return model
+    return torch.compile(model, **_COMPILE_OPTIONS)
+
+
+@contextlib.contextmanager
+def _fast_math(run: _Run):
+    """TF32 matmuls/convolutions and cuDNN autotuning for the training step on CUDA.
+
+    Set around each step and restored after it, so evaluation (outside) runs with the
+    process's own settings; a no-op on other devices. Uses the ``fp32_precision`` API only (mixing it with the legacy
+    ``allow_tf32`` flags is an error in recent PyTorch).
+    """
+    if run.device.type != "cuda":
+        yield
+        return
+    matmul, conv, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn
+    saved = (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark)
+    matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark = "tf32", "tf32", True
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark = saved
+
+
 def _say(verbose: bool, msg: str) -> None:
     if verbose:
         print(msg, flush=True)
@@ -270,14 +323,22 @@ def fit(
         cfg = config_from_dict(ckpt["config"])
     if progress is None:
         progress = sys.stderr.isatty()
+    # torchrun: join the process group; its rendezvous orders every rank's run-folder checks
+    # above before rank 0's writes below
+    ddp.init_distributed(cfg.train.device)
+    is_main = ddp.is_main_process()
+    progress, verbose = progress and is_main, verbose and is_main
 
     run = _build(cfg)  # data and model errors surface here, before the run folder is touched
-    if not resume and overwrite:
-        _clear_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
-    logger = MetricsLogger(run_dir / "metrics.jsonl",
-                           run_dir / "tensorboard" if cfg.train.tensorboard else None)
+    ddp_model = ddp.wrap_model(run.model, sync_bn=cfg.train.sync_bn)  # run.model in one process
+    logger = None
+    if is_main:  # rank 0 writes the run folder
+        if not resume and overwrite:
+            _clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+        logger = MetricsLogger(run_dir / "metrics.jsonl",
+                               run_dir / "tensorboard" if cfg.train.tensorboard else None)
     start_epoch, step, best, best_epoch, guard_best = 0, 0, -1.0, -1, 0.0
     if ckpt is not None:
         run.model.load_state_dict(ckpt["model"])
@@ -295,6 +356,7 @@ def fit(
     steps_per_epoch = len(run.loader)
     total_steps = epochs * steps_per_epoch
     eval_model = run.ema.module if run.ema is not None else run.model
+    train_model = _training_module(run, ddp_model)  # compiled lazily, on the first step
     attack_names = ["natural", cfg.eval.attack]
     eval_attacks = build_eval_attacks(attack_names)
     guard_attacks = build_eval_attacks([cfg.guard.attack]) if cfg.guard.enabled else {}
@@ -308,6 +370,7 @@ def fit(
             t0 = time.perf_counter()
             run.method.set_epoch(epoch)
             run.loader.set_epoch(epoch)
+            ddp.seed_for_rank(cfg.seed, epoch)  # DDP: per-rank attack noise, a function of the epoch
             run.model.train()
             sums: dict[str, torch.Tensor] = {}
             n_seen = torch.zeros((), device=run.device)
@@ -323,11 +386,12 @@ def fit(
                         group["momentum"] = momentum
                 if cfg.train.channels_last:
                     batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
-                with _autocast(run):
-                    out = run.method(run.model, batch)
-                run.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                run.optimizer.step()
+                with _fast_math(run):
+                    with _autocast(run):
+                        out = run.method(train_model, batch)
+                    run.optimizer.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    run.optimizer.step()
                 if run.ema is not None:
                     run.ema.update(run.model, step)
                 step += 1
@@ -339,7 +403,9 @@ def fit(
                 for k, v in out.metrics.items():
                     _accumulate(sums, k, v.detach().float() * bs)
                 if (i + 1) % cfg.train.log_every == 0 or i + 1 == steps_per_epoch:
-                    mean_loss = (interval_loss / ((i % cfg.train.log_every) + 1)).item()
+                    # the mean over ranks: every rank takes the same NaN decision
+                    mean_loss = (ddp.all_reduce_sum(interval_loss)
+                                 / (((i % cfg.train.log_every) + 1) * ddp.get_world_size())).item()
                     interval_loss.zero_()
                     if not math.isfinite(mean_loss):
                         raise NonFiniteLossError(
@@ -350,20 +416,24 @@ def fit(
                     if progress:
                         bar.set_postfix(loss=f"{mean_loss:.3f}",
                                         acc=f"{(sums['acc'] / n_seen).item():.3f}", lr=f"{lr:.4f}")
-            train_metrics = {k: v for k, v in zip(sums, (torch.stack(list(sums.values())) / n_seen).tolist())}
+            totals = ddp.all_reduce_sum(torch.stack([*sums.values(), n_seen]))  # sums over ranks
+            train_metrics = {k: v for k, v in zip(sums, (totals[:-1] / totals[-1]).tolist())}
             train_time = time.perf_counter() - t0
+            # DDP: rank 0's BatchNorm statistics everywhere, so every rank evaluates the saved model
+            ddp.broadcast_buffers([run.model, run.ema.module if run.ema is not None else None])
 
             record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr,
                                       "train": train_metrics, "epoch_time_s": train_time}
             collapsed = False
             if cfg.guard.enabled:
-                guard_acc = evaluate_attacks(run.model, run.guard_x, run.guard_y, guard_attacks,
-                                             batch_size=cfg.data.eval_batch_size, device=run.device,
-                                             seed=cfg.seed, progress=False)[cfg.guard.attack]
+                guard_acc = _evaluate(run.model, run.guard_x, run.guard_y, guard_attacks,
+                                      batch_size=cfg.data.eval_batch_size, device=run.device,
+                                      seed=cfg.seed, progress=False)[cfg.guard.attack]
                 collapsed = guard_best > 0 and guard_acc < (1 - cfg.guard.drop) * guard_best
                 record["guard"] = {cfg.guard.attack: guard_acc, "best": max(guard_best, guard_acc)}
                 if collapsed:
                     record["catastrophic_overfitting"] = True
+                if collapsed and is_main:
                     print(f"robustrain: warning: catastrophic overfitting at epoch {epoch + 1}: "
                           f"{cfg.guard.attack} accuracy on the {run.guard_x.shape[0]} guard images fell from "
                           f"{100 * guard_best:.1f}% to {100 * guard_acc:.1f}%"
@@ -373,9 +443,9 @@ def fit(
             last_epoch = epoch + 1 == epochs or (collapsed and cfg.guard.stop)
             if (epoch + 1) % cfg.eval.every == 0 or last_epoch:
                 t1 = time.perf_counter()
-                acc = evaluate_attacks(eval_model, run.eval_x, run.eval_y, eval_attacks,
-                                       batch_size=cfg.data.eval_batch_size, device=run.device,
-                                       seed=cfg.seed, progress=progress)
+                acc = _evaluate(eval_model, run.eval_x, run.eval_y, eval_attacks,
+                                batch_size=cfg.data.eval_batch_size, device=run.device,
+                                seed=cfg.seed, progress=progress)
                 record["eval"] = acc
                 record["eval_time_s"] = time.perf_counter() - t1
                 robust = acc[cfg.eval.attack]
@@ -385,11 +455,13 @@ def fit(
             else:
                 is_best = False
             record["best"] = {"epoch": best_epoch, cfg.eval.attack: best}
-            save_checkpoint(_checkpoint(run, epoch + 1, step, best, best_epoch, record, guard_best),
-                            run_dir / "last.pt")
-            if is_best:
-                _copy_atomic(run_dir / "last.pt", run_dir / "best.pt")
-            logger.log(record)
+            if is_main:  # every rank holds the same state (DDP, replicated method buffers)
+                save_checkpoint(_checkpoint(run, epoch + 1, step, best, best_epoch, record, guard_best),
+                                run_dir / "last.pt")
+                if is_best:
+                    _copy_atomic(run_dir / "last.pt", run_dir / "best.pt")
+                logger.log(record)
+            ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
             ev = record.get("eval")
             _say(verbose, f"epoch {epoch + 1:>3}/{epochs}  loss {train_metrics['loss']:.4f}  "
                           f"train-acc {100 * train_metrics['acc']:.2f}  "
@@ -402,12 +474,14 @@ def fit(
                 stopped_early = epoch + 1
                 break
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
 
     summary = _final_eval(run, run_dir, best, best_epoch, verbose, progress)
     summary["train_time_s"] = time.perf_counter() - t_run
     summary["stopped_early"] = stopped_early
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -416,6 +490,22 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) ->
         sums[key] += value
     else:
         sums[key] = value.clone()
+
+
+def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attacks: Any, **kwargs: Any) -> dict[str, float]:
+    """``evaluate_attacks``; under DDP sharded (rank r takes images r, r + W, ...) with the
+    correct-counts all-reduced, so every rank gets the same accuracies (exact integer sums)
+    and takes the same best.pt / guard decisions. The protocol is unchanged; only which
+    random start an image draws differs from a one-process evaluation."""
+    if not ddp.is_distributed():
+        return evaluate_attacks(model, x, y, attacks, **kwargs)
+    attacks = build_eval_attacks(attacks) if isinstance(attacks, (list, tuple)) else attacks
+    xs, ys = ddp.shard(x), ddp.shard(y)
+    acc = evaluate_attacks(model, xs, ys, attacks, **kwargs) if xs.shape[0] else {}
+    device = next(model.parameters()).device
+    counts = torch.tensor([round(acc.get(name, 0.0) * xs.shape[0]) for name in attacks],
+                          dtype=torch.float64, device=device)
+    return dict(zip(attacks, (ddp.all_reduce_sum(counts) / x.shape[0]).tolist()))
 
 
 def _final_eval(run: _Run, run_dir: Path, best: float, best_epoch: int, verbose: bool,
@@ -427,8 +517,8 @@ def _final_eval(run: _Run, run_dir: Path, best: float, best_epoch: int, verbose:
     model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
     n = cfg.eval.final_n or int(run.test_x.shape[0])
     x, y = run.test_x[:n], run.test_y[:n]
-    acc = evaluate_attacks(model, x, y, list(cfg.eval.final_attacks), batch_size=cfg.data.eval_batch_size,
-                           device=run.device, seed=cfg.seed, progress=progress)
+    acc = _evaluate(model, x, y, list(cfg.eval.final_attacks), batch_size=cfg.data.eval_batch_size,
+                    device=run.device, seed=cfg.seed, progress=progress)
     summary = {
         "run_dir": str(run_dir),
         "checkpoint": which,
