@@ -1,0 +1,161 @@
+"""Figures of the analyses: panels of lines and bar charts written as PNG, atomically.
+
+Matplotlib is the optional extra ``plot``; it is imported only when a figure is drawn, and
+only through its Agg canvas (no pyplot, no global backend switch, so an interactive session
+of the caller is left alone). Without it, :func:`require_matplotlib` raises
+:class:`PlotDependencyError` with the one-line fix.
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> panel = Panel([Line("robust", [0, 1, 2], [0.2, 0.3, 0.35])], title="demo", xlabel="epoch")
+    >>> path = line_figure([panel], Path(tempfile.mkdtemp()) / "demo.png")
+    >>> path.read_bytes()[:4] == b"\\x89PNG"
+    True
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure",
+           "REFERENCE_COLOR"]
+
+#: colour of reference lines (zero, the training eps), as the red lines of UIAT Figure 5
+REFERENCE_COLOR = "tab:red"
+
+
+class PlotDependencyError(ImportError):
+    """matplotlib (the ``plot`` extra) is not installed."""
+
+
+def require_matplotlib() -> None:
+    """Fail early (before minutes of attacks) when figures cannot be drawn.
+
+    Raises:
+        PlotDependencyError: matplotlib is missing; the message gives the install command.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotDependencyError("figures need matplotlib: pip install -e '.[plot]'") from None
+
+
+@dataclass(frozen=True)
+class Line:
+    """One plotted series.
+
+    Attributes:
+        label: legend entry.
+        x, y: coordinates (same length).
+        marker, linestyle: matplotlib format pieces (``"o"``, ``"-"``, ``"--"``, ``""``).
+        point_labels: optional text next to each point (e.g. the swept value of a run).
+    """
+
+    label: str
+    x: Sequence[float]
+    y: Sequence[float]
+    marker: str = "o"
+    linestyle: str = "-"
+    point_labels: Sequence[str] | None = None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes: lines, labels, reference lines and an optional note in the corner.
+
+    ``xticks`` / ``xticklabels`` put categorical names (methods, runs) on the x axis;
+    ``integer_x`` keeps x ticks on whole numbers (epochs).
+    """
+
+    lines: Sequence[Line]
+    title: str = ""
+    xlabel: str = ""
+    ylabel: str = ""
+    hlines: Sequence[float] = ()
+    vlines: Sequence[float] = ()
+    xticks: Sequence[float] | None = None
+    xticklabels: Sequence[str] | None = None
+    note: str = ""
+    integer_x: bool = False
+
+
+def _figure(nrows: int, ncols: int, width: float, height: float):
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=dpi)
+    tmp.replace(path)
+    return path
+
+
+def line_figure(panels: Sequence[Panel], path: str | os.PathLike, *, title: str = "", ncols: int | None = None,
+                dpi: int = 120) -> Path:
+    """Draw ``panels`` side by side (``ncols`` per row, default all in one row up to 4) and
+    write the PNG atomically; returns ``path``."""
+    if not panels:
+        raise ValueError("nothing to plot: no panels")
+    ncols = ncols or min(len(panels), 4)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = _figure(nrows, ncols, 5.0, 3.8)
+    for ax, panel in zip(axes, panels):
+        for line in panel.lines:
+            ax.plot(list(line.x), list(line.y), marker=line.marker or None, linestyle=line.linestyle,
+                    label=line.label, markersize=4)
+            for x, y, text in zip(line.x, line.y, line.point_labels or ()):
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for v in panel.hlines:
+            ax.axhline(v, color=REFERENCE_COLOR, linewidth=0.8, linestyle="--")
+        for v in panel.vlines:
+            ax.axvline(v, color=REFERENCE_COLOR, linewidth=0.8, linestyle="--")
+        if panel.xticks is not None:
+            ax.set_xticks(list(panel.xticks))
+            if panel.xticklabels is not None:
+                ax.set_xticklabels(list(panel.xticklabels), rotation=30, ha="right", fontsize=8)
+        if panel.integer_x:
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if panel.note:
+            ax.text(0.02, 0.02, panel.note, transform=ax.transAxes, fontsize=8, va="bottom")
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(alpha=0.3)
+        if any(line.label for line in panel.lines):
+            ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path, dpi)
+
+
+def bar_figure(labels: Sequence[str], values: Sequence[float], path: str | os.PathLike, *, ylabel: str = "",
+               title: str = "", value_format: str = "{:.1f}", dpi: int = 120) -> Path:
+    """One bar per label with its value written on top; PNG written atomically."""
+    if len(labels) != len(values):
+        raise ValueError(f"{len(labels)} labels but {len(values)} values")
+    fig, (ax,) = _figure(1, 1, max(4.0, 0.7 * len(labels) + 1.5), 3.8)
+    bars = ax.bar(range(len(values)), list(values), color="tab:blue")
+    ax.bar_label(bars, labels=[value_format.format(v) for v in values], fontsize=8)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(list(labels), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path, dpi)

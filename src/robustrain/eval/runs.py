@@ -1,0 +1,250 @@
+"""Reading run folders for the analyses and reports: metrics, summary, resolved config,
+a short label, the swept hyper-parameters of a set of runs, and their final accuracies.
+
+A run folder is what ``robustrain train`` writes: ``config.yaml``, ``metrics.jsonl`` (one
+record per epoch), ``summary.json`` (final table, once the run finished), ``last.pt`` /
+``best.pt``.
+
+Example:
+    >>> flat = flat_config({"seed": 0, "method": {"name": "trades", "beta": 3.0}})
+    >>> flat["seed"], flat["method.name"], flat["method.beta"]
+    (0, 'trades', 3.0)
+    >>> "method.eps" in flat  # the method's defaults are filled in
+    True
+    >>> runs = [RunInfo(Path("a"), {"method.lam": 1.0, "seed": 0}, [], None),
+    ...         RunInfo(Path("b"), {"method.lam": 3.5, "seed": 0}, [], None)]
+    >>> swept_params(runs)
+    ['method.lam']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = [
+    "RunInfo",
+    "IGNORED_KEYS",
+    "expand_runs",
+    "load_run",
+    "load_runs",
+    "flat_config",
+    "swept_params",
+    "base_values",
+    "final_accuracy",
+    "robust_metric",
+]
+
+#: config keys that never count as a swept hyper-parameter (names, paths, devices, logging,
+#: evaluation and monitoring settings); ``--param`` can still name them.
+IGNORED_KEYS = ("name", "out_dir", "seed", "data.root", "data.download", "data.eval_batch_size",
+                "train.device", "train.tensorboard", "train.log_every")
+_IGNORED_PREFIXES = ("eval.", "guard.")
+#: robust columns preferred for "the" robust accuracy, strongest attack first
+_ROBUST_ORDER = ("aa", "aa-plus", "pgd20", "cw30")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the analyses read from one run folder.
+
+    Attributes:
+        path: the run folder.
+        config: the resolved config, flattened to dotted keys (method/model defaults filled).
+        metrics: the records of ``metrics.jsonl`` (one per epoch), possibly empty.
+        summary: ``summary.json`` of a finished run, else None.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method.name", "?"))
+
+    @property
+    def label(self) -> str:
+        """The method name, plus the folder name when that says more (``lrat (lrat-rho0.1)``)."""
+        return self.method if self.path.name == self.method else f"{self.method} ({self.path.name})"
+
+
+def expand_runs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Run folders from paths and glob patterns (for shells that do not expand them), in the
+    given order, without duplicates.
+
+    Raises:
+        ValueError: a path that does not exist / a pattern that matches nothing.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        item = str(item)
+        matches = [item] if Path(item).exists() else sorted(glob.glob(item))
+        if not matches:
+            raise ValueError(f"{item}: no such run folder; pass existing run folders or a glob such as 'runs/sweep/*'")
+        for m in matches:
+            p = Path(m)
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested config (as in ``config.yaml``) as ``{dotted.key: value}``, validated when it
+    still matches the schema, with the method's and model's parameter defaults filled in so
+    runs that spell a default out and runs that do not compare equal. Lists become tuples."""
+    from robustrain.config import config_from_dict, config_to_dict
+
+    try:
+        nested = config_to_dict(config_from_dict(config))
+    except ValueError:  # a run from an older schema: compare it as written
+        nested = dict(config)
+    defaults = {"method": _method_defaults, "model": _model_defaults}
+    for section, fill in defaults.items():
+        comp = nested.get(section)
+        if isinstance(comp, Mapping) and isinstance(comp.get("name"), str):
+            nested[section] = {**fill(comp["name"]), **comp}
+    return _flatten(nested)
+
+
+def _method_defaults(name: str) -> dict[str, Any]:
+    from robustrain.methods import method_params
+
+    try:
+        return {f.name: f.default for f in dataclasses.fields(method_params(name))
+                if f.default is not dataclasses.MISSING}
+    except KeyError:
+        return {}
+
+
+def _model_defaults(name: str) -> dict[str, Any]:
+    from robustrain.models import model_params
+
+    try:
+        return dict(model_params(name))
+    except KeyError:
+        return {}
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def load_run(path: str | Path) -> RunInfo:
+    """Read one run folder (``config.yaml``, else the config inside ``summary.json``).
+
+    Raises:
+        ValueError: not a run folder (neither config.yaml nor summary.json).
+    """
+    import yaml
+
+    from robustrain.train.logging import read_metrics
+
+    path = Path(path)
+    summary_file, config_file, metrics_file = path / "summary.json", path / "config.yaml", path / "metrics.jsonl"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+    if config_file.is_file():
+        raw = yaml.safe_load(config_file.read_text()) or {}
+    elif summary is not None and "config" in summary:
+        raw = summary["config"]
+    else:
+        raise ValueError(f"{path} is not a run folder (no config.yaml or summary.json); "
+                         "pass folders written by `robustrain train`")
+    metrics = read_metrics(metrics_file) if metrics_file.is_file() else []
+    return RunInfo(path, flat_config(raw), metrics, summary)
+
+
+def load_runs(inputs: Iterable[str | Path], *, finished: bool = False) -> list[RunInfo]:
+    """:func:`load_run` over :func:`expand_runs`; ``finished=True`` requires ``summary.json``.
+
+    Raises:
+        ValueError: no runs, a folder that is not a run, or (``finished``) an unfinished run.
+    """
+    runs = [load_run(p) for p in expand_runs(inputs)]
+    if not runs:
+        raise ValueError("no run folders given; pass one or more folders written by `robustrain train`")
+    if finished:
+        for r in runs:
+            if r.summary is None or "final" not in r.summary:
+                raise ValueError(f"{r.path} has no summary.json (unfinished run?); let it finish or leave it out")
+    return runs
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def swept_params(runs: Sequence[RunInfo]) -> list[str]:
+    """Config keys whose values differ between ``runs`` and that every run has (so a key of
+    one method only is not "swept" against runs of other methods), minus :data:`IGNORED_KEYS`,
+    evaluation and guard settings. Sorted, ``method.name`` first."""
+    if len(runs) < 2:
+        return []
+    common = set(runs[0].config).intersection(*(r.config for r in runs[1:]))
+    keys = [k for k in common
+            if k not in IGNORED_KEYS and not k.startswith(_IGNORED_PREFIXES)
+            and len({_hashable(r.config[k]) for r in runs}) > 1]
+    return sorted(keys, key=lambda k: (k != "method.name", k))
+
+
+def base_values(runs: Sequence[RunInfo], keys: Sequence[str]) -> dict[str, Any]:
+    """The most common value of each key: the centre of a set of one-at-a-time sweeps."""
+    return {k: Counter(_hashable(r.config.get(k)) for r in runs).most_common(1)[0][0] for k in keys}
+
+
+def final_accuracy(run: RunInfo) -> dict[str, float]:
+    """The final accuracies of a finished run: ``summary.json``'s table, plus the columns of
+    ``robustrain eval`` results (``CHECKPOINT-eval.json``) of the same checkpoint under the
+    default threat model (Linf, eps 8/255) that the summary lacks (e.g. AutoAttack,
+    evaluated afterwards)."""
+    if run.summary is None:
+        return {}
+    acc = dict(run.summary.get("final", {}))
+    stem = Path(run.summary.get("checkpoint", "best.pt")).stem
+    extra = run.path / f"{stem}-eval.json"
+    if extra.is_file():
+        try:
+            data = json.loads(extra.read_text())
+        except ValueError:
+            data = {}
+        eps, norm = data.get("eps", 8 / 255), str(data.get("norm", "Linf")).lower()
+        if norm == "linf" and isinstance(eps, (int, float)) and math.isclose(eps, 8 / 255, rel_tol=1e-6):
+            for k, v in data.get("accuracy", {}).items():
+                acc.setdefault(k, v)
+    return acc
+
+
+def robust_metric(accuracies: Sequence[Mapping[str, float]], metric: str | None = None) -> str:
+    """The robust column to plot: ``metric`` when every run has it, else the strongest of
+    aa, aa-plus, pgd20, cw30 that every run has, else any non-natural column they share.
+
+    Raises:
+        ValueError: ``metric`` missing in a run, or no common robust column.
+    """
+    common = set(accuracies[0]).intersection(*accuracies[1:]) if accuracies else set()
+    if metric is not None:
+        if metric not in common:
+            raise ValueError(f"--metric {metric}: not in every run's final table (common columns: "
+                             f"{', '.join(sorted(common)) or 'none'}); evaluate the runs with it or pick another")
+        return metric
+    for name in _ROBUST_ORDER:
+        if name in common:
+            return name
+    rest = sorted(common - {"natural"})
+    if not rest:
+        raise ValueError("the runs share no robust accuracy column in summary.json; "
+                         "evaluate them with `robustrain eval` first")
+    return rest[0]
