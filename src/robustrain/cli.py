@@ -1,4 +1,4 @@
-"""Command-line interface: ``robustrain train | eval | analyze | list``.
+"""Command-line interface: ``robustrain train | eval | export | analyze | report | reproduce | list``.
 
 Run ``robustrain COMMAND --help`` for each command's options. Errors in user input print
 one line and exit with code 2 (bad config or arguments) or 1 (missing data, corrupt
@@ -351,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                "  robustrain train                          # the main job: robust small CNN on cifar10-mini\n"
                "  robustrain train --config configs/cifar10/trades_resnet18.yaml train.epochs=10\n"
                "  robustrain eval runs/pgd_at-small_cnn-cifar10-mini-s0/best.pt --n 500\n"
+               "  robustrain export runs/pgd_at-small_cnn-cifar10-mini-s0/best.pt model.pt\n"
+               "  robustrain analyze curves runs/pgd_at-small_cnn-cifar10-mini-s0\n"
+               "  robustrain report runs/pgd_at-small_cnn-cifar10-mini-s0\n"
+               "  robustrain reproduce table6 --dry-run\n"
                "  robustrain list methods",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
