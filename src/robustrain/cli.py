@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser(
-        "train", help="train a model (default: the main job, PGD-AT small CNN on cifar10-mini)",
+        "train", help="train a model (default: the main job, a UIAT small CNN on cifar10-mini)",
         description="Train with one method and the shared trainer loop. Without arguments: the main job "
                     "(a robust small CNN on cifar10-mini, a few minutes on 2 CPU cores). The run folder "
                     "(out_dir/name) gets config.yaml, metrics.jsonl, last.pt, best.pt and summary.json.",
