@@ -98,7 +98,8 @@ def test_zero_weights_reduce_to_natural_ce():
     model = Recorder(2)
     x, y = torch.rand(8, 3, 2, 2), torch.randint(0, 3, (8,))
     out = method(model, Batch(x, y, torch.arange(8)))
-    expected = nn.functional.cross_entropy(model.lin(x.flatten(1)), y)
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model.lin(x.flatten(1)), y)
     assert float(out.loss.detach()) == pytest.approx(float(expected), abs=1e-6)
 
 
@@ -125,6 +126,7 @@ def test_missing_helper_file(tmp_path):
 def test_recipe_end_to_end_and_mismatch(tiny_overrides, tmp_path, capsys):
     """Step 1: a standard run; step 2: HAT with it as helper. A helper trained for another class
     count is rejected before anything is written."""
+    tiny_overrides = tiny_overrides + ["model.width=8", "guard.enabled=false"]
     helper_cfg = load_config(None, tiny_overrides + ["method=standard", "name=helper", "train.epochs=1"])
     fit(helper_cfg, progress=False, verbose=False)
     helper_path = tmp_path / "runs" / "helper" / "last.pt"
