@@ -1,0 +1,176 @@
+"""The one-GPU fast path on CPU: torch.compile wiring, bf16 training vs fp32 evaluation.
+
+torch.compile runs with ``backend="eager"`` here: Dynamo traces, guards and caches exactly as
+with inductor (so recompilations show up the same way), without the minutes of C++ codegen.
+"""
+
+import types
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from robustrain.attacks import pgd
+from robustrain.attacks.functional import NORMS, _linf_project
+from robustrain.config import ConfigError, load_config
+from robustrain.data.batch import Batch
+from robustrain.methods import MethodContext, create_method
+from robustrain.models import create_model
+from robustrain.train import load_checkpoint
+from robustrain.train import trainer as trainer_mod
+from robustrain.train.trainer import fit
+
+EPS = 8 / 255
+
+
+@pytest.fixture
+def dynamo():
+    """Fresh Dynamo caches and counters, reset again afterwards (other tests see none)."""
+    torch._dynamo.reset()
+    counters.clear()
+    yield counters
+    torch._dynamo.reset()
+    counters.clear()
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return create_model("small_cnn", 10, width=4).train()
+
+
+def tiny_batch(n=8, size=16):
+    g = torch.Generator().manual_seed(1)
+    return Batch(torch.rand(n, 3, size, size, generator=g), torch.randint(0, 10, (n,), generator=g), torch.arange(n))
+
+
+@pytest.fixture
+def fast_overrides(tiny_overrides):
+    """The conftest's tiny run, cheaper still: a 4-channel net, 1-step attacks, FGSM evaluation."""
+    return tiny_overrides + [
+        "model.width=4", "method.steps=1", "eval.attack=fgsm", "eval.final_attacks=[natural,fgsm]",
+        "guard.attack=fgsm", "guard.n=16",
+    ]
+
+
+def ctx(epochs=4):
+    return MethodContext(num_classes=10, image_shape=(3, 16, 16), num_train=8, epochs=epochs)
+
+
+def train_step(method, model, optimizer, batch):
+    out = method(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    optimizer.step()
+    return out
+
+
+# --------------------------------------------------------------------------- compile
+def test_compile_needs_drop_last():
+    with pytest.raises(ConfigError, match="data.drop_last=true"):
+        load_config(None, ["train.compile=true"])
+    assert load_config(None, ["train.compile=true", "data.drop_last=true"]).train.compile
+
+
+def test_compiled_training_steps_do_not_recompile(dynamo):
+    """One warm-up step builds the step's graphs; later attack steps, training steps and an
+    epoch change (the momentum starts at epoch 2 of 4) reuse them. uiat has the most distinct
+    forwards of any method (attack, training forward with features, no-grad F(x), the
+    universal step, the no-grad target); pgd_at's two are checked through fit() below."""
+    model = tiny_model()
+    compiled = torch.compile(model, backend="eager", dynamic=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    method = create_method("uiat", ctx(), steps=3, momentum_start=0.5)
+    batch = tiny_batch()
+    method.set_epoch(0)
+    train_step(method, compiled, optimizer, batch)
+    graphs = dynamo["stats"]["unique_graphs"]
+    assert graphs == 5
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        train_step(method, compiled, optimizer, batch)  # 3 attack steps + a training step each
+        method.set_epoch(2)
+        train_step(method, compiled, optimizer, batch)
+    assert dynamo["stats"]["unique_graphs"] == graphs
+    # the wrapper shares the weights: the original module's keys carry no _orig_mod. prefix
+    assert list(model.state_dict()) == [k.removeprefix("_orig_mod.") for k in compiled.state_dict()]
+    assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
+
+
+def test_fit_with_compile_no_new_graphs_after_first_epoch(fast_overrides, dynamo, monkeypatch):
+    monkeypatch.setitem(trainer_mod._COMPILE_OPTIONS, "backend", "eager")
+    cfg = load_config(None, fast_overrides + ["train.compile=true", "data.drop_last=true"])
+    graphs = []
+    summary = fit(cfg, overwrite=True, progress=False, verbose=False,
+                  on_epoch_end=lambda epoch, record: graphs.append(dynamo["stats"]["unique_graphs"]))
+    # pgd_at: the attack's forward (eval mode, input gradient) and the training forward;
+    # evaluation (guard, per epoch, final) runs the uncompiled model and adds none
+    assert graphs == [2, 2]
+    ckpt = load_checkpoint(f"{summary['run_dir']}/last.pt")
+    assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])
+    # the checkpoint loads into a plain model (what `robustrain eval` does)
+    trainer_mod.build_model(cfg).load_state_dict(ckpt["model"])
+
+
+# --------------------------------------------------------------------------- bf16 / fp32
+def test_bf16_attack_keeps_perturbation_fp32_and_inside_eps():
+    model = tiny_model()
+    batch = tiny_batch()
+    dtypes = []
+    model.register_forward_hook(lambda m, args, out: dtypes.append((out[0] if isinstance(out, tuple) else out).dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = pgd(model, batch.x, batch.y, eps=EPS, alpha=2 / 255, steps=3, bn_mode="eval")
+        method = create_method("uiat", ctx(), steps=2)
+        out = method(model, batch)
+    assert set(dtypes) == {torch.bfloat16}  # autocast really ran the forwards in bf16
+    assert x_adv.dtype == torch.float32
+    assert (x_adv - batch.x).abs().max() <= EPS  # exact: projection and clamp in fp32
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert method.z.dtype == torch.float32 and method.z.abs().max() <= method.params.eps_inv
+    out.loss.backward()
+    assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
+    seen = {"train": set(), "eval": set()}
+    phase = ["train"]
+    real_build, real_eval = trainer_mod.build_model, trainer_mod.evaluate_attacks
+
+    def build(cfg, device="cpu"):
+        model = real_build(cfg, device)
+        model.register_forward_hook(
+            lambda m, args, out: seen[phase[0]].add((out[0] if isinstance(out, tuple) else out).dtype))
+        return model
+
+    def evaluate(*args, **kwargs):
+        phase[0] = "eval"
+        try:
+            return real_eval(*args, **kwargs)
+        finally:
+            phase[0] = "train"
+
+    monkeypatch.setattr(trainer_mod, "build_model", build)
+    monkeypatch.setattr(trainer_mod, "evaluate_attacks", evaluate)
+    cfg = load_config(None, fast_overrides + ["train.bf16=true", "train.epochs=1", "train.ema=true"])
+    fit(cfg, overwrite=True, progress=False, verbose=False)
+    assert seen["train"] == {torch.bfloat16}
+    assert seen["eval"] == {torch.float32}  # guard, per-epoch (EMA weights) and final evaluation
+
+
+# --------------------------------------------------------------------------- pieces
+def test_linf_projector_equals_min_max_projection_then_clamp():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 5, 5, generator=g) * 1.2 - 0.1  # also pixels outside the box
+    v = x + (torch.rand(x.shape, generator=g) - 0.5) * 0.2
+    for eps in (0.0, EPS, 0.5):
+        expected = _linf_project(x, v, eps).clamp(0.0, 1.0)
+        assert torch.equal(NORMS["linf"].projector(x, eps, 0.0, 1.0)(v), expected)
+
+
+def test_fast_math_sets_tf32_on_cuda_only_and_restores():
+    matmul, conv, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn
+    before = (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark)
+    # the flags are plain process settings, so the CUDA branch runs on a CPU-only build too
+    with trainer_mod._fast_math(types.SimpleNamespace(device=torch.device("cuda"))):
+        assert (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark) == ("tf32", "tf32", True)
+    assert (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark) == before
+    with trainer_mod._fast_math(types.SimpleNamespace(device=torch.device("cpu"))):
+        assert (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark) == before
