@@ -43,10 +43,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from robustrain.fileio import atomic_open
 
 __all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info", "write_json_atomic"]
 
@@ -59,18 +59,9 @@ def write_json_atomic(obj: Any, path: str | Path) -> Path:
     """Write ``obj`` as JSON through a temporary file, fsync and ``os.replace``: a reader
     never sees half a file and an interrupted write leaves the old one intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
     return path
 
 
