@@ -56,14 +56,6 @@ def ctx(epochs=4):
     return MethodContext(num_classes=10, image_shape=(3, 16, 16), num_train=8, epochs=epochs)
 
 
-def train_step(method, model, optimizer, batch):
-    out = method(model, batch)
-    optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    optimizer.step()
-    return out
-
-
 # --------------------------------------------------------------------------- compile
 def test_compile_needs_drop_last():
     with pytest.raises(ConfigError, match="data.drop_last=true"):
@@ -71,39 +63,32 @@ def test_compile_needs_drop_last():
     assert load_config(None, ["train.compile=true", "data.drop_last=true"]).train.compile
 
 
-def test_compiled_training_steps_do_not_recompile(dynamo):
-    """One warm-up step builds the step's graphs; later attack steps, training steps and an
-    epoch change (the momentum starts at epoch 2 of 4) reuse them. uiat has the most distinct
-    forwards of any method (attack, training forward with features, no-grad F(x), the
-    universal step, the no-grad target); pgd_at's two are checked through fit() below."""
-    model = tiny_model()
-    compiled = torch.compile(model, backend="eager", dynamic=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    method = create_method("uiat", ctx(), steps=3, momentum_start=0.5)
-    batch = tiny_batch()
-    method.set_epoch(0)
-    train_step(method, compiled, optimizer, batch)
-    graphs = dynamo["stats"]["unique_graphs"]
-    assert graphs == 5
-    with torch._dynamo.config.patch(error_on_recompile=True):
-        train_step(method, compiled, optimizer, batch)  # 3 attack steps + a training step each
-        method.set_epoch(2)
-        train_step(method, compiled, optimizer, batch)
-    assert dynamo["stats"]["unique_graphs"] == graphs
-    # the wrapper shares the weights: the original module's keys carry no _orig_mod. prefix
-    assert list(model.state_dict()) == [k.removeprefix("_orig_mod.") for k in compiled.state_dict()]
-    assert not any(k.startswith("_orig_mod.") for k in model.state_dict())
-
-
-def test_fit_with_compile_no_new_graphs_after_first_epoch(fast_overrides, dynamo, monkeypatch):
+def test_compiled_training_has_no_recompilation_and_clean_checkpoints(fast_overrides, dynamo, monkeypatch):
+    """train.compile through fit(): uiat with 3 attack steps, 2 epochs x 8 steps, the momentum
+    starting with the second epoch. uiat has the most distinct forwards of any method, each
+    one graph built during the first step: the attack's (eval mode, input gradient), the
+    training forward with features, F(x) (no grad), the universal step (eval mode, gradient
+    w.r.t. z, with features) and the target (no grad). No graph is added later in the first
+    epoch, and the second epoch runs with recompilation made an error."""
     monkeypatch.setitem(trainer_mod._COMPILE_OPTIONS, "backend", "eager")
-    cfg = load_config(None, fast_overrides + ["train.compile=true", "data.drop_last=true"])
+    cfg = load_config(None, fast_overrides + [
+        "train.compile=true", "data.drop_last=true", "method=uiat", "method.steps=3", "method.alpha=2/255",
+        "method.momentum_start=0.5",
+    ])
     graphs = []
-    summary = fit(cfg, overwrite=True, progress=False, verbose=False,
-                  on_epoch_end=lambda epoch, record: graphs.append(dynamo["stats"]["unique_graphs"]))
-    # pgd_at: the attack's forward (eval mode, input gradient) and the training forward;
-    # evaluation (guard, per epoch, final) runs the uncompiled model and adds none
-    assert graphs == [2, 2]
+    no_recompile = torch._dynamo.config.patch(error_on_recompile=True)
+
+    def on_epoch_end(epoch, record):
+        graphs.append(dynamo["stats"]["unique_graphs"])
+        if epoch == 1:
+            no_recompile.__enter__()
+
+    try:
+        summary = fit(cfg, overwrite=True, progress=False, verbose=False, on_epoch_end=on_epoch_end)
+    finally:
+        no_recompile.__exit__(None, None, None)
+    # evaluation (guard, per epoch, final) runs the uncompiled model and adds no graph
+    assert graphs == [5, 5]
     ckpt = load_checkpoint(f"{summary['run_dir']}/last.pt")
     assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])
     # the checkpoint loads into a plain model (what `robustrain eval` does)

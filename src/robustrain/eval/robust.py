@@ -170,10 +170,30 @@ def _fp32_eval(model: nn.Module):
     was_training = model.training
     model.eval()
     try:
-        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False), _no_tf32():
             yield
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def _no_tf32():
+    """Full-precision fp32 on CUDA: PyTorch lets cuDNN convolutions use TF32 by default, which
+    would make evaluation not strictly fp32. Only the ``fp32_precision`` API is touched (mixing
+    it with the legacy ``allow_tf32`` flags is an error in recent PyTorch)."""
+    backends = [torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)]
+    backends = [b for b in backends if b is not None and hasattr(b, "fp32_precision")]
+    if not torch.cuda.is_available() or not backends:
+        yield
+        return
+    before = [b.fp32_precision for b in backends]
+    for b in backends:
+        b.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for b, value in zip(backends, before):
+            b.fp32_precision = value
 
 
 @dataclass

@@ -106,7 +106,7 @@ Without FR (beta = 0 or ``feature_reg=False``) the F(x) forward is skipped (one 
 With ``detach_target=False`` the target forward carries gradient, so the parameter
 backward also runs through it (one more backward). ``tests/test_inverse.py`` checks this
 table by counting forwards and backwards. Measured CPU time per training step relative to
-``pgd_at`` (``benchmarks/method_cost.py``, small_cnn, batch 128, 2 CPU cores, interleaved
+``pgd_at`` (``benchmarks/throughput.py``, small_cnn, batch 128, 2 CPU cores, interleaved
 rounds in one run; see docs/results.md): iat 1.45, uiat 1.26 (1.21 with momentum),
 uiat_oneoff 1.03 before T' and 0.99 after, pgd_at+uiat 1.11 before T' and 1.06 after.
 

@@ -263,8 +263,8 @@ def _fast_math(run: _Run):
     """TF32 matmuls/convolutions and cuDNN autotuning for the training step on CUDA.
 
     Set around each step and restored after it, so evaluation (outside) runs with the
-    process's own settings; a no-op on other devices. Uses the ``fp32_precision`` API only (mixing it with the legacy
-    ``allow_tf32`` flags is an error in recent PyTorch).
+    process's own settings; a no-op on other devices. Uses the ``fp32_precision`` API only
+    (mixing it with the legacy ``allow_tf32`` flags is an error in recent PyTorch).
     """
     if run.device.type != "cuda":
         yield
