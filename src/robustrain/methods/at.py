@@ -30,7 +30,7 @@ from robustrain.attacks import PGD, bn_mode, pgd
 from robustrain.attacks._checks import check_field_types, check_nonnegative
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
-from robustrain.methods.losses import LossTerms, kl_from_logits, mart_loss, trades_loss
+from robustrain.methods.losses import HATTerms, LossTerms, kl_from_logits, mart_loss, trades_loss
 from robustrain.methods.registry import METHODS
 
 __all__ = [
@@ -53,7 +53,7 @@ def accuracy(logits: Tensor, y: Tensor) -> Tensor:
     return (logits.detach().argmax(dim=1) == y).float().mean()
 
 
-def two_view_metrics(terms: LossTerms, logits_nat: Tensor, logits_adv: Tensor, y: Tensor) -> dict[str, Tensor]:
+def two_view_metrics(terms: LossTerms | HATTerms, logits_nat: Tensor, logits_adv: Tensor, y: Tensor) -> dict[str, Tensor]:
     """Metrics of a natural + adversarial loss: its two terms and both accuracies (detached)."""
     return {
         "loss_ce": terms.ce.detach(),

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from robustrain.attacks._checks import check_nonnegative
 from robustrain.data.batch import Batch
-from robustrain.methods.at import _BetaATParams, accuracy, trades_adversary
+from robustrain.methods.at import _BetaATParams, accuracy, trades_adversary, two_view_metrics
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import hat_loss
 from robustrain.methods.registry import METHODS
@@ -182,11 +182,8 @@ class HAT(Method):
         logits_help = model(x_help)
         terms = hat_loss(logits_nat, logits_adv, logits_help, y, y_help, p.beta, p.gamma)
         metrics = {
-            "loss_ce": terms.ce.detach(),
-            "loss_reg": terms.reg.detach(),
+            **two_view_metrics(terms, logits_nat, logits_adv, y),  # the TRADES part's metrics
             "loss_helper": terms.helper.detach(),
-            "acc_nat": accuracy(logits_nat, y),
-            "acc_adv": accuracy(logits_adv, y),
             "acc_helper": accuracy(logits_help, y_help),
         }
         return LossOutput(terms.total, logits_adv, metrics)
