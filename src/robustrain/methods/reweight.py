@@ -30,6 +30,7 @@ from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.registry import METHODS
+from robustrain.train.distributed import all_reduce_sum
 
 __all__ = [
     "GAIRAT",
@@ -47,7 +48,9 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- GAIRAT
-def gair_weights(kappa: Tensor, steps: int, lam: float) -> Tensor:
+def gair_weights(
+    kappa: Tensor, steps: int, lam: float, *, reduce: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """GAIRAT's tanh weights, normalised to mean 1 over the batch.
 
     ``w_i = (1 + tanh(λ + 5 (1 - 2 κ_i / K))) / 2``, then ``w_i <- w_i · N / Σ_j w_j``.
@@ -62,13 +65,25 @@ def gair_weights(kappa: Tensor, steps: int, lam: float) -> Tensor:
         kappa: (N,) geometry values κ_i in [0, K] (any float/int dtype).
         steps: K, the number of PGD iterations κ was counted over.
         lam: λ (GAIRAT: -1; larger λ flattens the weights towards 1).
+        reduce: sums a tensor over the data-parallel ranks (e.g.
+            :func:`robustrain.train.distributed.all_reduce_sum`), so that N and Σ_j w_j are
+            those of the GLOBAL batch and 2 ranks x B/2 weigh like one process x B; None
+            (default) normalises over this ``kappa`` alone.
 
     Returns:
-        (N,) float weights with mean 1 (detached: κ is not differentiable).
+        (N,) float weights with mean 1 over the (global) batch (detached: κ is not
+        differentiable).
+
+    Example:
+        >>> round(gair_weights(torch.tensor([0.0, 10.0]), steps=10, lam=-1.0).mean().item(), 6)
+        1.0
     """
     kappa = kappa.detach().float()
     raw = (1.0 + torch.tanh(lam + 5.0 * (1.0 - 2.0 * kappa / steps))) / 2.0
-    return raw * (raw.numel() / raw.sum())
+    count_and_sum = torch.stack([raw.new_tensor(float(raw.numel())), raw.sum()])
+    if reduce is not None:
+        count_and_sum = reduce(count_and_sum)
+    return raw * (count_and_sum[0] / count_and_sum[1])
 
 
 def _counting_ce(logits: Tensor, y: Tensor, *, kappa: Tensor) -> Tensor:
@@ -168,7 +183,7 @@ class GAIRAT(Method):
         logits_adv = model(x_adv)
         ce = F.cross_entropy(logits_adv, batch.y, reduction="none")
         if self.reweighting():
-            weights = gair_weights(kappa, p.steps, p.gair_lambda)
+            weights = gair_weights(kappa, p.steps, p.gair_lambda, reduce=all_reduce_sum)
         else:
             weights = torch.ones_like(ce)
         loss = (weights.detach() * ce).mean()

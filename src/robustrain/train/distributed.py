@@ -37,7 +37,8 @@ What is distributed, and how (``fit`` does all of this; methods only call the co
   (:func:`seed_for_rank`) so attack random starts differ across ranks, and a resumed run
   draws the same numbers as an uninterrupted one.
 * Method state: :func:`all_reduce_sum` for summed quantities (UIAT's z-gradient and class
-  counts), :func:`all_gather_indexed` for per-sample buffers (every rank writes every rank's
+  counts, GAIRAT's weight sum and count, so its weights have mean 1 over the global batch),
+  :func:`all_gather_indexed` for per-sample buffers (every rank writes every rank's
   rows, so all ranks hold the full, identical buffer).
 * Metrics: per-epoch sums and counts are all-reduced before dividing; evaluation and the
   overfitting guard are sharded over ranks and their correct-counts all-reduced, so every
