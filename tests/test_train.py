@@ -264,3 +264,20 @@ def test_guard_stop_ends_run_and_keeps_best(tiny_overrides, monkeypatch):
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     assert summary["checkpoint"] == "best.pt"
+
+
+def test_natural_training_can_choose_best_by_clean_accuracy(tiny_overrides):
+    # eval.attack=natural: no attack per epoch, best.pt is the epoch with the best clean accuracy
+    cfg = load_config(None, tiny_overrides + ["method=standard", "eval.attack=natural", "train.epochs=3",
+                                              "guard.enabled=false", "eval.final_attacks=natural"])
+    summary = fit(cfg, progress=False, verbose=False)
+    import pathlib
+
+    run = pathlib.Path(cfg.out_dir) / cfg.run_name
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(set(r["eval"]) == {"natural"} for r in records)
+    accs = [r["eval"]["natural"] for r in records]
+    best_epoch = max(range(3), key=lambda i: (accs[i], i)) + 1  # ties go to the later epoch
+    assert records[-1]["best"] == {"epoch": best_epoch, "natural": accs[best_epoch - 1]}
+    assert load_checkpoint(run / "best.pt")["epoch"] == best_epoch
+    assert summary["selection"].startswith("best natural")

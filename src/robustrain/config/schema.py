@@ -233,9 +233,10 @@ class EvalConfig:
 
     Attributes:
         n: size of the held-out subset (first ``n`` test images) evaluated every epoch;
-            ``best.pt`` is chosen by robust accuracy on it.
+            ``best.pt`` is chosen by ``attack`` accuracy on it.
         every: evaluate every ``every`` epochs (and always after the last one).
-        attack: attack used for the per-epoch robust accuracy (``robustrain list attacks``).
+        attack: attack used for the per-epoch robust accuracy (``robustrain list attacks``),
+            or ``natural`` to choose ``best.pt`` by clean accuracy (natural training).
         final_n: test images for the final table (0 = the whole test split).
         final_attacks: attacks of the final table; ``natural`` is clean accuracy.
     """

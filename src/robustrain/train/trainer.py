@@ -357,7 +357,7 @@ def fit(
     total_steps = epochs * steps_per_epoch
     eval_model = run.ema.module if run.ema is not None else run.model
     train_model = _training_module(run, ddp_model)  # compiled lazily, on the first step
-    attack_names = ["natural", cfg.eval.attack]
+    attack_names = list(dict.fromkeys(["natural", cfg.eval.attack]))  # eval.attack may be natural
     eval_attacks = build_eval_attacks(attack_names)
     guard_attacks = build_eval_attacks([cfg.guard.attack]) if cfg.guard.enabled else {}
     stopped_early: int | None = None
