@@ -1,7 +1,7 @@
 """Atomic file writes: a reader sees the old file or the new one, never a part of either.
 
 Every file robustrain writes that a later command reads (checkpoints, model cards, result
-tables) goes through :func:`atomic_open`: a temporary file in the same folder, ``fsync``, then
+tables, figures) goes through :func:`atomic_open` (or :func:`write_atomic` for data already in memory): a temporary file in the same folder, ``fsync``, then
 ``os.replace``; an error or interrupt removes the temporary file and leaves the old file intact.
 
 Example:
@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_open"]
+__all__ = ["atomic_open", "write_atomic"]
 
 
 @contextlib.contextmanager
@@ -47,3 +47,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` (text, or bytes written as is) to ``path`` through :func:`atomic_open`.
+
+    Example:
+        >>> import tempfile
+        >>> p = write_atomic(Path(tempfile.mkdtemp()) / "b.txt", "two")
+        >>> p.read_text()
+        'two'
+    """
+    path = Path(path)
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return path

@@ -51,6 +51,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
+from robustrain.fileio import atomic_open
 
 from .augment import CropFlipParams, apply_crop_flip, sample_crop_flip
 from .batch import Batch
@@ -245,7 +246,7 @@ def load_extra_data(
     if image_shape is not None:
         c, h, w = image_shape
         if images.shape[1:] != (h, w, c):
-            fix = (f"transpose NCHW to NHWC: np.transpose(image, (0, 2, 3, 1))"
+            fix = ("transpose NCHW to NHWC: np.transpose(image, (0, 2, 3, 1))"
                    if images.shape[1:] == (c, h, w) else f"generate images of the dataset's size {h}x{w}x{c}")
             raise _fail(path, f"image must be (N, {h}, {w}, {c}) for this dataset, got {images.shape}", fix)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
@@ -281,14 +282,8 @@ def save_extra_data(path: str | os.PathLike, images: np.ndarray, labels: np.ndar
         raise ValueError(f"images must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0] or labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be {images.shape[0]} integers, got {labels.dtype} {labels.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" suffix
-            np.savez(f, image=images, label=labels.astype(np.int64, copy=False))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "wb") as f:  # a file object: np.savez adds no ".npz" suffix
+        np.savez(f, image=images, label=labels.astype(np.int64, copy=False))
     return path
 
 

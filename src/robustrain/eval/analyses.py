@@ -55,6 +55,7 @@ from torch import nn
 
 from robustrain.eval.runs import RunInfo, base_values, final_accuracy, load_runs, robust_metric, swept_params
 from robustrain.registry import Registry
+from robustrain.fileio import write_atomic
 
 __all__ = [
     "ANALYSES",
@@ -145,16 +146,8 @@ def _common_dir(paths: Sequence[Path]) -> Path:
     return Path(rel) if not rel.startswith("..") else Path(common)
 
 
-def _write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def _write_json(path: Path, data: Any) -> Path:
-    return _write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def _parse_eps(value: float | str, name: str) -> float:
@@ -740,7 +733,7 @@ def timing_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | Non
     base = output_base(out, _common_dir([r.path for r in infos]), "timing")
     note = ("s/epoch: mean training time per epoch (training loop only), leaving out the first epoch when a run "
             "has more than one; total: all epochs. Compare runs measured on the same machine.")
-    md = _write_text(base.with_suffix(".md"), f"# Training time per epoch\n\n{timing_table(rows)}\n\n{note}\n")
+    md = write_atomic(base.with_suffix(".md"), f"# Training time per epoch\n\n{timing_table(rows)}\n\n{note}\n")
     js = _write_json(base.with_suffix(".json"), {"analysis": "timing", "runs": rows})
     png = bar_figure([r["label"] for r in rows], [r["mean_s"] for r in rows], base.with_suffix(".png"),
                      ylabel="seconds per epoch", title="training time per epoch")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robustrain.fileio import write_atomic
+
 __all__ = ["image_grid", "write_png", "read_png", "rescale_symmetric"]
 
 
@@ -64,11 +66,7 @@ def write_png(image: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Non
 
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(path)
+    write_atomic(path, png)
 
 
 def read_png(path: str | os.PathLike) -> np.ndarray:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from robustrain.fileio import atomic_open
+
 __all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure",
            "REFERENCE_COLOR"]
 
@@ -96,10 +98,8 @@ def _figure(nrows: int, ncols: int, width: float, height: float):
 
 def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=dpi)
-    tmp.replace(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return path
 
 

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from robustrain.fileio import write_atomic
+
 __all__ = ["write_report", "metrics_table", "final_table"]
 
 
@@ -178,8 +180,4 @@ def write_report(run: str | Path, out: str | Path | None = None, *, figures: boo
               "`guard` the PGD check on a fixed training batch, `s` training seconds per epoch.", ""]
     parts += [metrics_table(epochs) if epochs else "No epochs logged yet.", ""]
     parts += ["## Config", "", "```yaml", _config_yaml(run, info.summary).rstrip("\n"), "```", ""]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(out)
-    return out
+    return write_atomic(out, "\n".join(parts))

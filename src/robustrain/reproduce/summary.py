@@ -20,11 +20,9 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from robustrain.fileio import atomic_open
+from robustrain.fileio import write_atomic
 
 __all__ = ["mean_std", "cell", "ratio_cell", "format_mean_std", "format_diff", "format_value",
            "render_markdown", "write_atomic"]
@@ -156,12 +154,3 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         cells += [str(row.get("seeds", 0)), _escape(row.get("note", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a reader sees
-    the old file or the new one, never a part, and an error leaves the old file intact."""
-    path = Path(path)
-    with atomic_open(path) as f:
-        f.write(text)
-    return path

@@ -10,7 +10,6 @@ needs pickle's arbitrary code path):
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any

@@ -59,6 +59,7 @@ from robustrain.train.checkpoint import FORMAT, load_checkpoint, rng_state, save
 from robustrain.train.ema import EMA
 from robustrain.train.logging import MetricsLogger
 from robustrain.train.schedules import lr_at, momentum_at
+from robustrain.fileio import atomic_open
 
 __all__ = ["fit", "build_model", "resolve_device", "NonFiniteLossError", "RunExistsError", "seed_everything"]
 
@@ -225,9 +226,8 @@ def _checkpoint(run: _Run, epoch: int, step: int, best: float, best_epoch: int, 
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    with open(src, "rb") as fsrc, atomic_open(dst, "wb") as fdst:
+        shutil.copyfileobj(fsrc, fdst)
 
 
 def _autocast(run: _Run):
