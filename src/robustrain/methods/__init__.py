@@ -23,6 +23,8 @@ from robustrain.methods.losses import (
 )
 from robustrain.methods.registry import METHODS, create_method, method_params
 
+from robustrain.methods.params import PGDAdversaryParams  # noqa: E402  isort: skip
+
 # imported for their registrations
 from robustrain.methods import at  # noqa: E402,F401  isort: skip
 from robustrain.methods.at import (  # noqa: E402  isort: skip
@@ -86,6 +88,7 @@ __all__ = [
     "NFGSMParams",
     "PGDAT",
     "PGDATParams",
+    "PGDAdversaryParams",
     "RSFGSM",
     "RSFGSMParams",
     "Standard",

@@ -31,6 +31,7 @@ from robustrain.attacks._checks import check_field_types, check_nonnegative
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import HATTerms, LossTerms, kl_from_logits, mart_loss, trades_loss
+from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
 
 __all__ = [
@@ -83,30 +84,14 @@ class Standard(Method):
 
 # --------------------------------------------------------------------------- PGD-AT
 @dataclass(frozen=True)
-class PGDATParams:
-    """Hyper-parameters of PGD-AT.
+class PGDATParams(PGDAdversaryParams):
+    """Hyper-parameters of PGD-AT: the adversary of :class:`PGDAdversaryParams` (eps, alpha,
+    steps, start, bn_mode) and its ``norm`` (``linf``; ``l2`` for an L2 threat model)."""
 
-    Defaults: Madry et al. 2018 (CIFAR-10: PGD with ε = 8/255, 2/255 steps, uniform random
-    start) with the UIAT paper's 10 steps; ``bn_mode = "eval"`` as the HAT / UIAT code
-    (``ctx_noparamgrad_and_eval`` around the training attack).
-    """
-
-    eps: float = 8 / 255
-    alpha: float = 2 / 255
-    steps: int = 10
     norm: str = "linf"
-    start: str = "uniform"
-    bn_mode: str = "eval"
 
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        self.attack()  # validates the attack fields once, in one place
-
-    def attack(self) -> PGD:
-        return PGD(
-            eps=self.eps, alpha=self.alpha, steps=self.steps, norm=self.norm, loss="ce",
-            start=self.start, bn_mode=self.bn_mode,
-        )
+    def attack(self, norm: str | None = None) -> PGD:
+        return super().attack(self.norm if norm is None else norm)
 
 
 @METHODS.register("pgd_at", help="PGD adversarial training (Madry et al. 2018): CE on PGD-10 adversaries")

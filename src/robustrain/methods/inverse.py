@@ -156,7 +156,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustrain.attacks import PGD, bn_mode, pgd
+from robustrain.attacks import bn_mode, pgd
 from robustrain.attacks._checks import check_choice, check_field_types, check_in_range, check_nonnegative
 from robustrain.attacks.bn import BN_MODES
 from robustrain.attacks.functional import validate_attack_args
@@ -164,6 +164,7 @@ from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import LossTerms, inverse_loss, uiat_loss, uiat_regulariser
+from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
 from robustrain.models.base import logits_and_features
 from robustrain.train.distributed import all_gather_indexed, all_reduce_sum
@@ -293,8 +294,9 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 @dataclass(frozen=True)
-class _InverseParams:
-    """Fields shared by ``iat``, ``uiat`` and ``uiat_oneoff`` (see the module docstring).
+class _InverseParams(PGDAdversaryParams):
+    """Fields shared by ``iat``, ``uiat`` and ``uiat_oneoff`` (see the module docstring),
+    after the training adversary's (:class:`PGDAdversaryParams`).
 
     Attributes:
         lam: λ, weight of KL(p || f(x^)) (3.5).
@@ -305,7 +307,7 @@ class _InverseParams:
         detach_target: the target p carries no gradient (True); False = gradient through
             the current-epoch term (a training forward on x~, or on x for one-off before T').
         eps, alpha, steps, start: the training adversary x^ (PGD on CE, 8/255, 2/255, 10,
-            uniform start).
+            uniform start; :class:`PGDAdversaryParams`).
         bn_mode: mode of the attack's and the inverse generation's forwards (``eval``).
     """
 
@@ -315,26 +317,13 @@ class _InverseParams:
     eps_inv: float = 4 / 255
     init_std_inv: float = 0.001
     detach_target: bool = True
-    eps: float = 8 / 255
-    alpha: float = 2 / 255
-    steps: int = 10
-    start: str = "uniform"
-    bn_mode: str = "eval"
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        super().__post_init__()
         check_nonnegative("lam", self.lam)
         check_nonnegative("beta", self.beta)
         check_nonnegative("eps_inv", self.eps_inv)
         check_nonnegative("init_std_inv", self.init_std_inv)
-        self.attack()
-
-    def attack(self) -> PGD:
-        """The training adversary x^."""
-        return PGD(
-            eps=self.eps, alpha=self.alpha, steps=self.steps, norm="linf", loss="ce",
-            start=self.start, bn_mode=self.bn_mode,
-        )
 
     @property
     def effective_beta(self) -> float:

@@ -29,6 +29,7 @@ from robustrain.attacks._checks import check_choice, check_field_types, check_in
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method, MethodContext
+from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
 from robustrain.train.distributed import all_reduce_sum
 
@@ -120,7 +121,7 @@ def geometry_pgd(
 
 
 @dataclass(frozen=True)
-class GAIRATParams:
+class GAIRATParams(PGDAdversaryParams):
     """Hyper-parameters of GAIRAT.
 
     Defaults: official GAIRAT.py (``--Lambda -1.0``, ``--Lambda_schedule fixed``,
@@ -136,23 +137,17 @@ class GAIRATParams:
             ``e >= burn_in · epochs`` (epochs 60..119 of 120; the official
             ``(epoch + 1) >= begin_epoch`` starts one epoch earlier, at 59).
         eps, alpha, steps, start, bn_mode: the PGD training adversary (8/255, 2/255, 10,
-            uniform, eval).
+            uniform, eval; :class:`PGDAdversaryParams`).
     """
 
     gair_lambda: float = -1.0
     burn_in: float = 0.5
-    eps: float = 8 / 255
-    alpha: float = 2 / 255
-    steps: int = 10
-    start: str = "uniform"
-    bn_mode: str = "eval"
 
     def __post_init__(self) -> None:
-        check_field_types(self)
+        super().__post_init__()
         check_in_range("burn_in", self.burn_in, 0.0, 1.0)
         if not abs(self.gair_lambda) < float("inf"):
             raise ValueError(f"gair_lambda must be finite, got {self.gair_lambda!r}")
-        PGD(eps=self.eps, alpha=self.alpha, steps=self.steps, start=self.start, bn_mode=self.bn_mode)
 
 
 @METHODS.register("gairat", help="GAIRAT (Zhang et al. 2021): PGD-AT with geometry-aware tanh instance weights")
