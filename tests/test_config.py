@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
+import robustrain
 from robustrain.config import (
+    CONFIG_DIR,
     Config,
     ConfigError,
     config_from_dict,
@@ -12,7 +14,16 @@ from robustrain.config import (
     parse_float,
 )
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+
+
+def test_presets_ship_in_the_package_and_the_checkout_links_them():
+    # configs/ at the repository root is a link to the package's presets, so the README's
+    # `--config configs/...` and an installed package's `--config mini/...` read the same files
+    assert CONFIG_DIR.parent == Path(robustrain.__file__).resolve().parent
+    assert len(CONFIGS) > 100
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert root.resolve() == CONFIG_DIR
 
 
 def test_defaults_are_the_main_job():

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from robustrain.config.load import CONFIG_DIR
+
 __all__ = ["main", "CONFIG_DIR"]
 
-#: YAML presets shipped with the repository (each file's header gives its command)
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1

@@ -1,6 +1,7 @@
 """Typed, frozen configuration: dataclass schema, YAML + dotted overrides."""
 
 from robustrain.config.load import (
+    CONFIG_DIR,
     ConfigError,
     coerce,
     config_from_dict,
@@ -25,6 +26,7 @@ from robustrain.config.schema import (
 )
 
 __all__ = [
+    "CONFIG_DIR",
     "ComponentConfig",
     "Config",
     "ConfigError",

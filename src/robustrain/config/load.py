@@ -25,6 +25,7 @@ import yaml
 from robustrain.config.schema import ComponentConfig, Config
 
 __all__ = [
+    "CONFIG_DIR",
     "ConfigError",
     "load_config",
     "config_from_dict",
@@ -35,6 +36,10 @@ __all__ = [
     "dataclass_from_mapping",
     "dump_config",
 ]
+
+#: the YAML presets shipped inside the package (``configs/`` in a source checkout links here;
+#: each file's header gives its command): the paper's rows, the cifar10-mini proxies
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ConfigError(ValueError):

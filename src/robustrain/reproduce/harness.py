@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from robustrain.config import Config, config_from_dict, config_to_dict, load_config
+from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
 from robustrain.reproduce.scale import SCALES, Scale
 from robustrain.reproduce.summary import cell, ratio_cell, render_markdown, write_atomic
 from robustrain.reproduce.tables import TABLES, Row, Table
@@ -67,8 +67,6 @@ __all__ = [
     "parse_extra_data",
 ]
 
-#: the repository's configs/ folder (rows name their YAML file relative to it)
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 #: ``DATASET=PATH[,DATASET=PATH]``: generated-data files when ``--extra-data`` is not given
 EXTRA_DATA_ENV = "ROBUSTRAIN_EXTRA_DATA"
 EVAL_FILE = "reproduce-eval.json"
@@ -208,12 +206,21 @@ class RunSpec:
         return self.found if self.found is not None else self.run_dir
 
     def command(self, cwd: Path | None = None) -> str:
-        """The ``robustrain train`` command that trains this run by hand."""
+        """The ``robustrain train`` command that trains this run by hand.
+
+        A packaged preset is named as ``configs/<table>/<row>.yaml`` from a checkout whose
+        ``configs/`` links to it, else as ``<table>/<row>.yaml`` (``--config`` looks there).
+        """
+        cwd = cwd or Path.cwd()
         cfg_path = self.config
         try:
-            cfg_path = cfg_path.relative_to(cwd or Path.cwd())
+            preset = cfg_path.resolve().relative_to(CONFIG_DIR)
+            cfg_path = Path("configs") / preset if (cwd / "configs").resolve() == CONFIG_DIR else preset
         except ValueError:
-            pass
+            try:
+                cfg_path = cfg_path.relative_to(cwd)
+            except ValueError:
+                pass
         return "robustrain train --config " + " ".join(shlex.quote(str(a)) for a in (cfg_path, *self.overrides))
 
 
@@ -309,8 +316,8 @@ class _Planner:
         self.options, self.scale, self.out = options, scale, out
         self.config_dir = Path(options.config_dir) if options.config_dir else CONFIG_DIR
         if not self.config_dir.is_dir():
-            raise ReproduceError(f"the rows' configs are not in {self.config_dir}: reproduce runs from a source "
-                                 "checkout of robustrain (pip install -e .), whose configs/ folder holds them")
+            raise ReproduceError(f"the rows' configs are not in {self.config_dir}: reinstall robustrain "
+                                 "(they ship in the package, robustrain/configs/)")
         self.planned: dict[str, RunSpec] = {}
         self.on_disk = _scan_runs(out)
 
