@@ -247,8 +247,9 @@ def _check_names(cfg: Config) -> None:
         ("data.name", cfg.data.name, DATASETS, "datasets"),
         ("schedule.name", cfg.schedule.name, SCHEDULES, "schedules"),
         ("guard.attack", cfg.guard.attack, ATTACKS, "attacks"),
-    ] + [("eval.attack", cfg.eval.attack, ATTACKS, "attacks")] * (cfg.eval.attack != "natural") + [("eval.final_attacks", a, ATTACKS, "attacks") for a in cfg.eval.final_attacks
-         if a != "natural" and not _is_autoattack(a)]
+    ] + [("eval.attack", a, ATTACKS, "attacks") for a in (cfg.eval.attack,) if a != "natural"] + [
+        ("eval.final_attacks", a, ATTACKS, "attacks") for a in cfg.eval.final_attacks
+        if a != "natural" and not _is_autoattack(a)]
     for key, name, registry, listing in checks:
         if name not in registry:
             try:

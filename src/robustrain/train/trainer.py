@@ -52,6 +52,7 @@ from torch import nn
 from robustrain.config import Config, ConfigError, config_from_dict, config_to_dict, dump_config
 from robustrain.data import DeviceLoader, get_dataset_info, load_split
 from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
+from robustrain.fileio import atomic_open
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
 from robustrain.train import distributed as ddp
@@ -59,7 +60,6 @@ from robustrain.train.checkpoint import FORMAT, load_checkpoint, rng_state, save
 from robustrain.train.ema import EMA
 from robustrain.train.logging import MetricsLogger
 from robustrain.train.schedules import lr_at, momentum_at
-from robustrain.fileio import atomic_open
 
 __all__ = ["fit", "build_model", "resolve_device", "NonFiniteLossError", "RunExistsError", "seed_everything"]
 
