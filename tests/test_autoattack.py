@@ -10,8 +10,8 @@ from torch import nn
 
 from robustrain.attacks import pgd
 from robustrain.eval import PROTOCOL, build_eval_attacks, describe_protocol, evaluate_attacks, evaluate_robustness
-from robustrain.eval import autoattack as aa_mod
-from robustrain.eval.autoattack import AutoAttackSpec, autoattack, parse_autoattack_name, run_autoattack
+from robustrain.attacks import autoattack as aa_mod
+from robustrain.attacks.autoattack import AutoAttackSpec, autoattack, parse_autoattack_name, run_autoattack
 
 # few iterations of the package's APGD: the adapter's behaviour, not AutoAttack's strength, is under test
 QUICK = {"apgd.n_iter": 10, "apgd.n_restarts": 1}

@@ -1,4 +1,4 @@
-"""Data-parallel training (robustrain.train.distributed): 2 CPU processes with gloo vs 1 process.
+"""Data-parallel training (robustrain.utils.distributed): 2 CPU processes with gloo vs 1 process.
 
 One 2-rank job is launched the way torchrun launches one (a process per rank with RANK,
 WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set; this file run as a script) and runs
@@ -30,7 +30,7 @@ from torch import nn
 
 from robustrain.data import DeviceLoader, get_dataset_info, load_split
 from robustrain.models.base import Classifier, Normalize, NormalizedClassifier
-from robustrain.train import distributed as ddp
+from robustrain.utils import distributed as ddp
 
 WORLD = 2
 COMMON = [

@@ -8,7 +8,7 @@ import torch
 
 from robustrain.cli import main
 from robustrain.config import config_to_dict, load_config
-from robustrain.eval.autoattack import AutoAttackResult, AutoAttackSpec
+from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec
 from robustrain.train.checkpoint import FORMAT, save_checkpoint
 from robustrain.train.trainer import build_model
 

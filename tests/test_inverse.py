@@ -22,7 +22,7 @@ from robustrain.methods import inverse as inv
 from robustrain.methods.base import LossOutput, Method
 from robustrain.methods.losses import inverse_loss, kl_div, l1_per_example, uiat_loss, uiat_regulariser
 from robustrain.models.base import Classifier
-from robustrain.registry import Registry
+from robustrain.utils.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 C = 4

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from robustrain.config import ScheduleConfig, load_config
-from robustrain.train import EMA, CheckpointError, load_checkpoint, lr_at, save_checkpoint
+from robustrain.schedules import lr_at
+from robustrain.train import EMA, CheckpointError, load_checkpoint, save_checkpoint
 from robustrain.train.checkpoint import FORMAT, rng_state, set_rng_state
-from robustrain.train.schedules import SCHEDULES, momentum_at
+from robustrain.schedules import SCHEDULES, momentum_at
 from robustrain.train.trainer import NonFiniteLossError, RunExistsError, fit
 
 

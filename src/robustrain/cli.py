@@ -62,7 +62,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from robustrain.config import parse_float
     from robustrain.data import load_split
-    from robustrain.eval.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
+    from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
     from robustrain.eval.loading import check_dataset, load_model
     from robustrain.eval.robust import build_eval_attacks, evaluate_robustness, format_table
     from robustrain.export import write_json_atomic
@@ -322,7 +322,7 @@ def _methods() -> list[tuple[str, str]]:
 
 
 def _schedules() -> list[tuple[str, str]]:
-    from robustrain.train.schedules import SCHEDULES
+    from robustrain.schedules import SCHEDULES
 
     return _list_entries(SCHEDULES)
 

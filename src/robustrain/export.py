@@ -46,7 +46,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from robustrain.fileio import atomic_open
+from robustrain.utils.fileio import atomic_open
+from robustrain.utils.units import format_eps
 
 __all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info", "write_json_atomic"]
 
@@ -96,11 +97,6 @@ def read_export_info(weights: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"model card {path} lacks {', '.join(missing)}; {fix}")
     return info
-
-
-def _fmt_eps(eps: float) -> str:
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
 def _percent(value: float | None) -> str | None:
@@ -199,7 +195,7 @@ def export_model(
         "number_forward_passes": 1,
         "dataset": loaded.dataset,
         "architecture": cfg.model.name,
-        "eps": _fmt_eps(eps),
+        "eps": format_eps(eps),
         "clean_acc": _percent(clean),
         "reported": None,
         "autoattack_acc": _percent(aa),

@@ -12,8 +12,21 @@ Config objects (frozen dataclasses, ``attack(model, x, y)``) and the registry::
 
 Every attack returns a detached tensor inside the eps-ball ∩ [0, 1], restores the model's
 train/eval flags exactly and takes an explicit ``bn_mode`` (see :func:`bn_mode`).
+
+AutoAttack (the official ``pyautoattack`` package) is reached through :mod:`~robustrain.attacks.autoattack`:
+the attack-name grammar (``aa``, ``aa-plus``, ``aa:apgd-ce+apgd-t``) that configs validate, and
+:func:`run_autoattack`, which runs it in chunks that survive an interruption.
 """
 
+from robustrain.attacks.autoattack import (
+    AutoAttackResult,
+    AutoAttackSpec,
+    canonical_norm,
+    default_eps,
+    parse_autoattack_name,
+    require_pyautoattack,
+    run_autoattack,
+)
 from robustrain.attacks.bn import BN_MODES, bn_mode
 from robustrain.attacks.functional import (
     ATTACK_LOSSES,
@@ -31,6 +44,13 @@ from robustrain.attacks.functional import (
 from robustrain.attacks.objects import ATTACKS, CW, FGSM, PGD, Inverse, attack_defaults, create_attack
 
 __all__ = [
+    "AutoAttackResult",
+    "AutoAttackSpec",
+    "canonical_norm",
+    "default_eps",
+    "parse_autoattack_name",
+    "require_pyautoattack",
+    "run_autoattack",
     "ATTACKS",
     "ATTACK_LOSSES",
     "BN_MODES",

@@ -28,7 +28,7 @@ from typing import Callable
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from robustrain.attacks._checks import check_choice
+from robustrain.utils.checks import check_choice
 
 __all__ = ["BN_MODES", "bn_mode"]
 

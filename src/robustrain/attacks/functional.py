@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import bn as _bn
-from robustrain.attacks._checks import check_choice, check_nonnegative
-from robustrain.registry import Registry
+from robustrain.utils.checks import check_choice, check_nonnegative
+from robustrain.utils.registry import Registry
 
 __all__ = [
     "ATTACK_LOSSES",

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from robustrain.attacks._checks import check_choice, check_field_types, check_keys, check_nonnegative
+from robustrain.utils.checks import check_choice, check_field_types, check_keys, check_nonnegative
 from robustrain.attacks.functional import (
     ATTACK_LOSSES,
     STARTS,
@@ -32,7 +32,7 @@ from robustrain.attacks.functional import (
     pgd,
     validate_attack_args,
 )
-from robustrain.registry import Registry
+from robustrain.utils.registry import Registry
 
 __all__ = ["ATTACKS", "CW", "FGSM", "PGD", "Inverse", "attack_defaults", "create_attack"]
 

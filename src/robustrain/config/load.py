@@ -14,15 +14,15 @@ replaces that section, dropping parameters that belonged to the previous entry.
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
 from robustrain.config.schema import ComponentConfig, Config
+from robustrain.utils.errors import ConfigError
+from robustrain.utils.units import parse_number as parse_float
 
 __all__ = [
     "CONFIG_DIR",
@@ -42,30 +42,7 @@ __all__ = [
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-class ConfigError(ValueError):
-    """An unknown key or invalid value in a config file or override (CLI exit code 2)."""
-
-
 _COMPONENTS = ("model", "method")
-_FRACTION = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*$")
-
-
-def parse_float(value: Any, key: str = "value") -> float:
-    """A float from a number or a string such as ``"0.03"`` or ``"8/255"``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        s = value.strip()
-        try:
-            if _FRACTION.match(s):
-                num, den = s.split("/")
-                return float(Fraction(num.strip()) / Fraction(den.strip()))
-            return float(s)
-        except (ValueError, ZeroDivisionError):
-            pass
-    raise ConfigError(f"{key}: expected a number such as 0.1 or 8/255, got {value!r}")
 
 
 def coerce(value: Any, hint: Any, key: str) -> Any:
@@ -229,7 +206,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
 def _is_autoattack(name: str) -> bool:
     """AutoAttack names (aa, aa-plus, aa:apgd-ce+...) are not registry attacks; a malformed one
     is a config error."""
-    from robustrain.eval.autoattack import parse_autoattack_name
+    from robustrain.attacks.autoattack import parse_autoattack_name
 
     try:
         return parse_autoattack_name(name) is not None
@@ -241,7 +218,7 @@ def _check_names(cfg: Config) -> None:
     """Names that refer to registries must exist (checked here, before anything runs)."""
     from robustrain.attacks import ATTACKS
     from robustrain.data import DATASETS
-    from robustrain.train.schedules import SCHEDULES
+    from robustrain.schedules import SCHEDULES
 
     checks = [
         ("data.name", cfg.data.name, DATASETS, "datasets"),

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from robustrain.schedules import ScheduleParams
+
 __all__ = [
     "Config",
     "DataConfig",
@@ -23,11 +25,15 @@ __all__ = [
     "ComponentConfig",
     "OptimConfig",
     "ScheduleConfig",
+    "ScheduleParams",
     "TrainConfig",
     "EvalConfig",
     "GuardConfig",
     "FINAL_ATTACKS",
 ]
+
+#: the schedule section is the schedule component's own params (``robustrain.schedules``)
+ScheduleConfig = ScheduleParams
 
 #: the evaluation table printed at the end of every run (DESIGN.md protocol)
 FINAL_ATTACKS = ("natural", "pgd20", "cw30")
@@ -139,52 +145,6 @@ class OptimConfig:
             raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("optim.nesterov=true needs optim.momentum > 0")
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """Learning-rate schedule, evaluated per optimisation step.
-
-    Attributes:
-        name: ``cyclic`` (one-cycle, the UIAT/HAT setting), ``piecewise``, ``cosine`` or
-            ``constant`` (``robustrain list schedules``).
-        pct_start: cyclic: fraction of the run spent warming up (0.25 as in the HAT code).
-        div_factor: cyclic: initial lr = lr / div_factor (25, torch OneCycleLR's default).
-        final_div_factor: cyclic: final lr = initial lr / final_div_factor (1e4).
-        cycle_momentum: cyclic: cycle SGD momentum inversely to the lr between
-            ``max_momentum`` and ``base_momentum`` (OneCycleLR's default, used by the HAT /
-            UIAT code); false keeps ``optim.momentum`` fixed.
-        base_momentum, max_momentum: cyclic momentum range (0.85, 0.95).
-        milestones: piecewise: fractions of the run where the lr is multiplied by ``gamma``
-            (0.5, 0.75: Rice et al.'s 100/150 of 200 epochs).
-        gamma: piecewise: decay factor.
-        warmup_frac: cosine: fraction of the run of linear warm-up.
-    """
-
-    name: str = "cyclic"
-    pct_start: float = 0.25
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    cycle_momentum: bool = True
-    base_momentum: float = 0.85
-    max_momentum: float = 0.95
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    warmup_frac: float = 0.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
-        if not 0 < self.pct_start < 1:
-            raise ValueError(f"schedule.pct_start must be in (0, 1), got {self.pct_start}")
-        if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"schedule.milestones must be increasing fractions in (0, 1), got {self.milestones}")
-        if not 0 <= self.warmup_frac < 1:
-            raise ValueError(f"schedule.warmup_frac must be in [0, 1), got {self.warmup_frac}")
-        if not 0 <= self.base_momentum <= self.max_momentum < 1:
-            raise ValueError("schedule needs 0 <= base_momentum <= max_momentum < 1, got "
-                             f"{self.base_momentum}, {self.max_momentum}")
-        _positive("schedule.div_factor", self.div_factor)
-        _positive("schedule.final_div_factor", self.final_div_factor)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from robustrain.utils.errors import DownloadError
+
 __all__ = ["DownloadError", "download_file"]
-
-
-class DownloadError(OSError):
-    """A download failed; the message is one line and nothing was left at the destination."""
 
 
 def download_file(

@@ -5,34 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from robustrain.utils.errors import DatasetFileError
+
 __all__ = ["DatasetFileError", "format_file_error"]
 
 # Shown at the end of every file error: the two ways to ask for a download.
 DOWNLOAD_HINT = "pass --download on the command line or data.download=true in a config"
-
-
-class DatasetFileError(FileNotFoundError, ValueError):
-    """A dataset's files are missing, fail their md5 check, are unreadable or could not be fetched.
-
-    It subclasses ``FileNotFoundError`` (callers that treat "data not there" as an OS error catch
-    it) and ``ValueError`` (callers that treat it as bad input catch it). Its message is a single
-    line meant to be printed as is, without a traceback: it names the dataset, what is wrong, the
-    folders that were searched, the expected files with their md5s, where they come from and how
-    to download them.
-
-    Example:
-        >>> err = DatasetFileError("dataset 'x': file missing")
-        >>> isinstance(err, FileNotFoundError) and isinstance(err, ValueError)
-        True
-    """
-
-    def __init__(self, message: str) -> None:
-        # A single-argument OSError keeps ``str(err)`` equal to the message (no "[Errno ...]").
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def format_file_error(

@@ -52,7 +52,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
-from robustrain.fileio import atomic_open
+from robustrain.utils.fileio import atomic_open
 
 from .augment import CropFlipParams, apply_crop_flip, sample_crop_flip
 from .batch import Batch

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..registry import Registry
+from robustrain.utils.registry import Registry
 from .checksums import CHECKSUMS, file_md5
 from .download import DownloadError, download_file
 from .errors import DatasetFileError

@@ -54,8 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustrain.eval.runs import RunInfo, base_values, final_accuracy, load_runs, robust_metric, swept_params
-from robustrain.fileio import write_atomic
-from robustrain.registry import Registry
+from robustrain.utils.fileio import write_atomic
+from robustrain.utils.registry import Registry
 
 __all__ = [
     "ANALYSES",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustrain.fileio import write_atomic
+from robustrain.utils.fileio import write_atomic
 
 __all__ = ["image_grid", "write_png", "read_png", "rescale_symmetric"]
 

@@ -21,17 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from robustrain.fileio import atomic_open
+from robustrain.utils.errors import PlotDependencyError
+from robustrain.utils.fileio import atomic_open
 
 __all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure",
            "REFERENCE_COLOR"]
 
 #: colour of reference lines (zero, the training eps), as the red lines of UIAT Figure 5
 REFERENCE_COLOR = "tab:red"
-
-
-class PlotDependencyError(ImportError):
-    """matplotlib (the ``plot`` extra) is not installed."""
 
 
 def require_matplotlib() -> None:

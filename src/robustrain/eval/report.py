@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from robustrain.fileio import write_atomic
+from robustrain.utils.fileio import write_atomic
 
 __all__ = ["write_report", "metrics_table", "final_table"]
 

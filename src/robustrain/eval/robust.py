@@ -6,7 +6,7 @@ seed for the attacks' random starts, so the same checkpoint gives the same table
 Attack names: ``natural`` (clean accuracy), the per-batch attacks of the ``ATTACKS``
 registry (``pgd20``, ``cw30``, ...) and AutoAttack through the official package: ``aa``
 (standard), ``aa-plus``, ``aa-rand`` and custom lists such as ``aa:apgd-ce+apgd-t`` (see
-:mod:`robustrain.eval.autoattack`). ``eps`` and ``norm`` set the threat model: ``eps=None``
+:mod:`robustrain.attacks.autoattack`). ``eps`` and ``norm`` set the threat model: ``eps=None``
 keeps each attack's default (8/255 for Linf, 0.5 for L2); ``norm="L2"`` turns the PGD
 attacks into L2 PGD (step eps/4) and AutoAttack into its L2 version, and refuses Linf-only
 attacks (CW∞, FGSM). Attacks registered for another norm (``pgd_l2`` under Linf) keep their
@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
@@ -37,7 +36,9 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 from torch import nn
 
-from robustrain.eval.autoattack import AutoAttackResult, AutoAttackSpec, canonical_norm, parse_autoattack_name
+from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec, canonical_norm, parse_autoattack_name
+from robustrain.utils.runtime import fp32_eval
+from robustrain.utils.units import format_eps
 
 __all__ = [
     "PROTOCOL",
@@ -58,14 +59,6 @@ PROTOCOL = (
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _fmt(value: float) -> str:
-    """8/255 rather than 0.03137254901960784."""
-    k = value * 255
-    if 0 < abs(value) < 1 and abs(k - round(k)) < 1e-6:
-        return f"{round(k)}/255"
-    return f"{value:g}"
-
-
 def _threat(attack: Any) -> tuple[str, float] | None:
     """(norm, eps) of an attack object, None for clean accuracy or an unknown callable."""
     if attack is None or not dataclasses.is_dataclass(attack) or not hasattr(attack, "eps"):
@@ -75,7 +68,7 @@ def _threat(attack: Any) -> tuple[str, float] | None:
 
 def _build_one(name: str, eps: float | None, norm: str, overrides: Mapping[str, Any]) -> Attack | None:
     from robustrain.attacks import ATTACKS, create_attack
-    from robustrain.eval.autoattack import default_eps
+    from robustrain.attacks.autoattack import default_eps
 
     if name == "natural":
         return None
@@ -101,7 +94,7 @@ def build_eval_attacks(
     names: Iterable[str], *, eps: float | None = None, norm: str = "Linf", **overrides: Any
 ) -> dict[str, Attack | None]:
     """Attacks by name; ``natural`` maps to None (clean accuracy), ``aa...`` to an
-    :class:`~robustrain.eval.autoattack.AutoAttackSpec`.
+    :class:`~robustrain.attacks.autoattack.AutoAttackSpec`.
 
     Args:
         names: ``natural``, names of the ``ATTACKS`` registry, ``aa``, ``aa-plus``,
@@ -129,18 +122,18 @@ def _describe_one(attack: Any, with_threat: bool) -> str:
     threat = ""
     if with_threat and _threat(attack) is not None:
         n, e = _threat(attack)
-        threat = f"{n} eps={_fmt(e)}, "
+        threat = f"{n} eps={format_eps(e)}, "
     if isinstance(attack, AutoAttackSpec):
         return attack.describe() + (f", {threat[:-2]}" if threat else "")
     if isinstance(attack, CW):
         return (f"CW{attack.steps}: {threat}{attack.steps}-step PGD on the margin loss "
-                f"max(z_y - max_i!=y z_i, -{attack.kappa:g}), step {_fmt(attack.alpha)}")
+                f"max(z_y - max_i!=y z_i, -{attack.kappa:g}), step {format_eps(attack.alpha)}")
     if isinstance(attack, FGSM):
         return f"FGSM: {threat}one signed-gradient step of eps, {attack.loss.upper()}"
     if isinstance(attack, PGD):
         loss = "CE" if attack.loss == "ce" else "CW margin"
         extra = ", targeted" if attack.targeted else ""
-        return f"PGD-{attack.steps}: {threat}step {_fmt(attack.alpha)}, {attack.start} start, {loss}{extra}"
+        return f"PGD-{attack.steps}: {threat}step {format_eps(attack.alpha)}, {attack.start} start, {loss}{extra}"
     return f"{type(attack).__name__}: {threat}custom attack"
 
 
@@ -159,41 +152,10 @@ def describe_protocol(attacks: Mapping[str, Attack | None]) -> str:
     parts = []
     if shared:
         n, e = next(iter(threats))
-        parts.append(f"{n} eps={_fmt(e)}")
+        parts.append(f"{n} eps={format_eps(e)}")
     parts += [_describe_one(a, not shared) for a in attacks.values() if a is not None]
     parts.append("fp32, eval mode")
     return "; ".join(parts)
-
-
-@contextlib.contextmanager
-def _fp32_eval(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False), _no_tf32():
-            yield
-    finally:
-        model.train(was_training)
-
-
-@contextlib.contextmanager
-def _no_tf32():
-    """Full-precision fp32 on CUDA: PyTorch lets cuDNN convolutions use TF32 by default, which
-    would make evaluation not strictly fp32. Only the ``fp32_precision`` API is touched (mixing
-    it with the legacy ``allow_tf32`` flags is an error in recent PyTorch)."""
-    backends = [torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)]
-    backends = [b for b in backends if b is not None and hasattr(b, "fp32_precision")]
-    if not torch.cuda.is_available() or not backends:
-        yield
-        return
-    before = [b.fp32_precision for b in backends]
-    for b in backends:
-        b.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        for b, value in zip(backends, before):
-            b.fp32_precision = value
 
 
 @dataclass
@@ -274,7 +236,7 @@ def evaluate_robustness(
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
-        with _fp32_eval(model):
+        with fp32_eval(model):
             for name, attack in attacks.items():
                 if isinstance(attack, AutoAttackSpec):
                     # whole-set run: AutoAttack only attacks what is still robust, and resumes by chunk

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import PGD, bn_mode, pgd
-from robustrain.attacks._checks import check_field_types, check_nonnegative
+from robustrain.utils.checks import check_field_types, check_nonnegative
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import HATTerms, LossTerms, kl_from_logits, mart_loss, trades_loss

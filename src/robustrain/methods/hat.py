@@ -35,7 +35,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustrain.attacks._checks import check_nonnegative
+from robustrain.utils.checks import check_nonnegative
 from robustrain.data.batch import Batch
 from robustrain.methods.at import _BetaATParams, accuracy, trades_adversary, two_view_metrics
 from robustrain.methods.base import LossOutput, Method, MethodContext

@@ -124,7 +124,7 @@ plug-in's base method's state sits under ``base.``. Which branch runs is a funct
 epoch given by ``set_epoch`` (the trainer calls it after ``load_state_dict`` on resume), so
 a resumed run continues identically.
 
-Distributed runs (DDP, :mod:`robustrain.train.distributed`)
+Distributed runs (DDP, :mod:`robustrain.utils.distributed`)
 -----------------------------------------------------------
 Every rank holds the same, complete state, so rank 0's checkpoint is the run's state:
 
@@ -136,7 +136,7 @@ Every rank holds the same, complete state, so rank 0's checkpoint is the run's s
 * Per-sample buffers (``momentum_p`` / ``momentum_seen``, ``oneoff_p`` / ``oneoff_seen``) are
   indexed by GLOBAL ids (``batch.idx``) and replicated: every step each rank all-gathers
   all ranks' (idx, new rows) and writes them all
-  (:func:`~robustrain.train.distributed.all_gather_indexed`, B x C floats per rank), so a
+  (:func:`~robustrain.utils.distributed.all_gather_indexed`, B x C floats per rank), so a
   sample read by another rank next epoch (the sampler reshuffles) finds its latest value.
   Reads use the local rows only. Ids repeated across ranks (padding of the last steps) get
   one value deterministically.
@@ -157,7 +157,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import bn_mode, pgd
-from robustrain.attacks._checks import check_choice, check_field_types, check_in_range, check_nonnegative
+from robustrain.utils.checks import check_choice, check_field_types, check_in_range, check_nonnegative
 from robustrain.attacks.bn import BN_MODES
 from robustrain.attacks.functional import validate_attack_args
 from robustrain.data.batch import Batch
@@ -167,7 +167,7 @@ from robustrain.methods.losses import LossTerms, inverse_loss, uiat_loss, uiat_r
 from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
 from robustrain.models.base import logits_and_features
-from robustrain.train.distributed import all_gather_indexed, all_reduce_sum
+from robustrain.utils.distributed import all_gather_indexed, all_reduce_sum
 
 __all__ = [
     "IAT",

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustrain.attacks._checks import check_choice
+from robustrain.utils.checks import check_choice
 
 __all__ = [
     "HATTerms",

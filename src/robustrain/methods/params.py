@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robustrain.attacks import PGD
-from robustrain.attacks._checks import check_field_types
+from robustrain.utils.checks import check_field_types
 
 __all__ = ["PGDAdversaryParams"]
 

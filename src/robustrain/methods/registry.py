@@ -13,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from robustrain.attacks._checks import check_keys
+from robustrain.utils.checks import check_keys
 from robustrain.methods.base import Method, MethodContext
-from robustrain.registry import Registry
+from robustrain.utils.registry import Registry
 
 __all__ = ["METHODS", "create_method", "method_params"]
 

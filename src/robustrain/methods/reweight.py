@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import CW, PGD, ce_loss, pgd
-from robustrain.attacks._checks import check_choice, check_field_types, check_in_range
+from robustrain.utils.checks import check_choice, check_field_types, check_in_range
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
-from robustrain.train.distributed import all_reduce_sum
+from robustrain.utils.distributed import all_reduce_sum
 
 __all__ = [
     "GAIRAT",
@@ -67,7 +67,7 @@ def gair_weights(
         steps: K, the number of PGD iterations κ was counted over.
         lam: λ (GAIRAT: -1; larger λ flattens the weights towards 1).
         reduce: sums a tensor over the data-parallel ranks (e.g.
-            :func:`robustrain.train.distributed.all_reduce_sum`), so that N and Σ_j w_j are
+            :func:`robustrain.utils.distributed.all_reduce_sum`), so that N and Σ_j w_j are
             those of the GLOBAL batch and 2 ranks x B/2 weigh like one process x B; None
             (default) normalises over this ``kappa`` alone.
 

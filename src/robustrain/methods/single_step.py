@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from robustrain.attacks import bn as _bn
 from robustrain.attacks import fgsm, pgd
-from robustrain.attacks._checks import check_choice, check_field_types, check_nonnegative
+from robustrain.utils.checks import check_choice, check_field_types, check_nonnegative
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
-from ..registry import Registry
+from robustrain.utils.registry import Registry
 from .activations import check_activation
 from .base import Classifier, Normalize, NormalizedClassifier
 

@@ -46,6 +46,7 @@ import yaml
 
 from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
 from robustrain.reproduce.scale import SCALES, Scale
+from robustrain.utils.errors import ReproduceError
 from robustrain.reproduce.summary import cell, ratio_cell, render_markdown, write_atomic
 from robustrain.reproduce.tables import TABLES, Row, Table
 
@@ -70,10 +71,6 @@ __all__ = [
 #: ``DATASET=PATH[,DATASET=PATH]``: generated-data files when ``--extra-data`` is not given
 EXTRA_DATA_ENV = "ROBUSTRAIN_EXTRA_DATA"
 EVAL_FILE = "reproduce-eval.json"
-
-
-class ReproduceError(ValueError):
-    """A reproduction that cannot run as asked; the message names the problem and the fix."""
 
 
 @dataclass(frozen=True)

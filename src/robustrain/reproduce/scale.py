@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robustrain.config import Config
-from robustrain.registry import Registry
+from robustrain.utils.registry import Registry
 
 __all__ = ["Scale", "SCALES", "MINI_OVERRIDES", "MINI_EPOCHS"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from robustrain.fileio import write_atomic
+from robustrain.utils.fileio import write_atomic
 
 __all__ = ["mean_std", "cell", "ratio_cell", "format_mean_std", "format_diff", "format_value",
            "render_markdown", "write_atomic"]

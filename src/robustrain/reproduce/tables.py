@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from robustrain.registry import Registry
+from robustrain.utils.registry import Registry
 from robustrain.reproduce.paper import load_paper_tables, paper_row
 
 __all__ = ["Column", "Row", "Table", "TABLES", "ATTACK_COLUMNS"]

@@ -2,7 +2,7 @@
 
 from robustrain.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from robustrain.train.ema import EMA
-from robustrain.train.schedules import SCHEDULES, lr_at
+from robustrain.schedules import SCHEDULES, lr_at
 
 __all__ = [
     "EMA",

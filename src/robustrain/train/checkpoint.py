@@ -17,16 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustrain.fileio import atomic_open
+from robustrain.utils.errors import CheckpointError
+from robustrain.utils.fileio import atomic_open
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "FORMAT"]
 
 FORMAT = "robustrain-checkpoint-v1"
 _REQUIRED = ("format", "config", "epoch", "model")
-
-
-class CheckpointError(ValueError):
-    """A missing, corrupt or foreign checkpoint file."""
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:

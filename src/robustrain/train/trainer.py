@@ -19,7 +19,7 @@ Under ``torchrun`` (``torchrun --nproc_per_node=N -m robustrain train ...``) the
 runs data-parallel: each rank trains on its shard of every global batch through
 DistributedDataParallel, metrics and evaluation counts are all-reduced, rank 0 writes the
 run folder, and every rank reads ``last.pt`` on resume; see
-:mod:`robustrain.train.distributed`.
+:mod:`robustrain.utils.distributed`.
 
 Example:
     >>> from robustrain.config import load_config
@@ -52,24 +52,17 @@ from torch import nn
 from robustrain.config import Config, ConfigError, config_from_dict, config_to_dict, dump_config
 from robustrain.data import DeviceLoader, get_dataset_info, load_split
 from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
-from robustrain.fileio import atomic_open
+from robustrain.utils.errors import ConfigError, NonFiniteLossError, RunExistsError
+from robustrain.utils.fileio import atomic_open
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
-from robustrain.train import distributed as ddp
+from robustrain.utils import distributed as ddp
 from robustrain.train.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from robustrain.train.ema import EMA
 from robustrain.train.logging import MetricsLogger
-from robustrain.train.schedules import lr_at, momentum_at
+from robustrain.schedules import lr_at, momentum_at
 
 __all__ = ["fit", "build_model", "resolve_device", "NonFiniteLossError", "RunExistsError", "seed_everything"]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-class RunExistsError(ValueError):
-    """The run folder already holds a run (and neither resume nor overwrite was asked)."""
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,7 +4,7 @@ Registries (not if/elif chains) let the CLI's ``list`` command, the config valid
 the parametrised test-suite discover every entry, so a new entry is tested automatically.
 
 Example:
-    >>> from robustrain.registry import Registry
+    >>> from robustrain.utils.registry import Registry
     >>> COLORS = Registry("color")
     >>> @COLORS.register("red", help="the colour red")
     ... def red():

@@ -54,6 +54,9 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from robustrain.utils.fileio import write_json
+from robustrain.utils.runtime import fp32_eval
+
 __all__ = [
     "AA_ATTACKS",
     "AA_NORMS",
@@ -466,8 +469,6 @@ def run_autoattack(
     """
     from tqdm.auto import tqdm
 
-    from robustrain.eval.robust import _fp32_eval
-    from robustrain.export import write_json_atomic
 
     spec = AutoAttackSpec(version, tuple(attacks or ()), norm=norm, eps=eps, chunk_size=chunk_size,
                           options=tuple((options or {}).items()))
@@ -499,7 +500,7 @@ def run_autoattack(
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
     try:
-        with _fp32_eval(model):
+        with fp32_eval(model):
             aa, notes = None, []
             for start in starts:
                 stop = min(start + spec.chunk_size, n)
@@ -520,7 +521,7 @@ def run_autoattack(
                               "flags": list(dict.fromkeys(notes + chunk_flags + checks))}
                     if state_path is not None:
                         done[str(start)] = record
-                        write_json_atomic({"format": _STATE_FORMAT, "key": key, "settings": settings,
+                        write_json({"format": _STATE_FORMAT, "key": key, "settings": settings,
                                             "chunks": done}, state_path)
                 clean_all.append(_unbits(record["clean"]))
                 robust_all.append(_unbits(record["robust"]))
@@ -575,7 +576,6 @@ def autoattack(
         >>> bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6)
         True
     """
-    from robustrain.eval.robust import _fp32_eval
 
     spec = AutoAttackSpec(version, tuple(attacks or ()), norm=norm, eps=eps, options=tuple((options or {}).items()))
     bs = batch_size or max(int(x.shape[0]), 1)
@@ -585,7 +585,7 @@ def autoattack(
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
-        with _fp32_eval(model), _captured(None, False) as flags:
+        with fp32_eval(model), _captured(None, False) as flags:
             xc, yc = _prepare(x.detach().cpu()), y.detach().cpu().long()
             with torch.no_grad():
                 num_classes = int(model(xc[:1].to(device)).shape[1])

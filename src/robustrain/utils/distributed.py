@@ -67,6 +67,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from robustrain.utils.errors import ConfigError
+
 __all__ = [
     "all_gather_cat",
     "all_gather_indexed",
@@ -233,8 +235,6 @@ def wrap_model(model: nn.Module, *, sync_bn: bool = False) -> nn.Module:
     device = next(model.parameters()).device
     if sync_bn:
         if device.type != "cuda":
-            from robustrain.config import ConfigError
-
             raise ConfigError(
                 f"train.sync_bn=true needs CUDA devices (torch's SyncBatchNorm is GPU-only), this run is on "
                 f"{device.type}; set train.sync_bn=false"

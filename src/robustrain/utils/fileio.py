@@ -17,12 +17,13 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
-__all__ = ["atomic_open", "write_atomic"]
+__all__ = ["atomic_open", "write_atomic", "write_json"]
 
 
 @contextlib.contextmanager
@@ -61,4 +62,19 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     path = Path(path)
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
+    return path
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON (with a final newline) through :func:`atomic_open`.
+
+    Example:
+        >>> import tempfile
+        >>> json.loads(write_json({"a": [1, 2]}, Path(tempfile.mkdtemp()) / "c.json").read_text())
+        {'a': [1, 2]}
+    """
+    path = Path(path)
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
     return path

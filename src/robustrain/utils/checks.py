@@ -1,4 +1,4 @@
-"""Small validators shared by attack and method hyper-parameter dataclasses.
+"""Small validators shared by attack, method and schedule hyper-parameter dataclasses.
 
 They raise ``ValueError`` (never ``assert``: asserts vanish under ``python -O``) with the
 offending name and value, so a bad config fails before anything runs.

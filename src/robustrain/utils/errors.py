@@ -1,0 +1,98 @@
+"""One error hierarchy: every error robustrain raises for the user carries its exit code.
+
+``robustrain.cli.main`` catches :class:`RobustrainError` once, prints its one-line message
+and returns ``exit_code``: 2 for bad input on the command line or in a config (nothing was run
+or written), 1 for a failure while working (missing data, damaged checkpoint, NaN loss ...).
+Each class also derives from the builtin a caller would naturally catch (``ValueError`` for
+bad values, ``FileNotFoundError`` for missing data, ``ImportError`` for a missing optional
+package), so library users need not know this module.
+
+Example:
+    >>> err = ConfigError("unknown key train.epoch")
+    >>> isinstance(err, ValueError), err.exit_code, DatasetFileError("x").exit_code
+    (True, 2, 1)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DatasetFileError",
+    "DownloadError",
+    "NonFiniteLossError",
+    "PlotDependencyError",
+    "ReproduceError",
+    "RobustrainError",
+    "RunExistsError",
+    "UsageError",
+]
+
+
+class RobustrainError(Exception):
+    """Base of every error meant to be printed as one line, without a traceback."""
+
+    exit_code: int = 1
+
+
+class ConfigError(RobustrainError, ValueError):
+    """An unknown key or invalid value in a config file or override (exit code 2)."""
+
+    exit_code = 2
+
+
+class UsageError(RobustrainError, ValueError):
+    """A bad command-line argument (exit code 2)."""
+
+    exit_code = 2
+
+
+class ReproduceError(RobustrainError, ValueError):
+    """A reproduction that cannot run as asked; the message names the problem and the fix
+    (exit code 2)."""
+
+    exit_code = 2
+
+
+class CheckpointError(RobustrainError, ValueError):
+    """A missing, corrupt or foreign checkpoint or exported-model file."""
+
+
+class RunExistsError(RobustrainError, ValueError):
+    """The run folder already holds a run (and neither resume nor overwrite was asked)."""
+
+
+class NonFiniteLossError(RobustrainError, RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class PlotDependencyError(RobustrainError, ImportError):
+    """matplotlib (the ``plot`` extra) is not installed."""
+
+
+class DownloadError(RobustrainError, OSError):
+    """A download failed; the message is one line and nothing was left at the destination."""
+
+
+class DatasetFileError(RobustrainError, FileNotFoundError, ValueError):
+    """A dataset's files are missing, fail their md5 check, are unreadable or could not be fetched.
+
+    It subclasses ``FileNotFoundError`` (callers that treat "data not there" as an OS error catch
+    it) and ``ValueError`` (callers that treat it as bad input catch it). Its message is a single
+    line meant to be printed as is, without a traceback: it names the dataset, what is wrong, the
+    folders that were searched, the expected files with their md5s, where they come from and how
+    to download them.
+
+    Example:
+        >>> err = DatasetFileError("dataset 'x': file missing")
+        >>> isinstance(err, FileNotFoundError) and isinstance(err, ValueError), str(err)
+        (True, "dataset 'x': file missing")
+    """
+
+    def __init__(self, message: str) -> None:
+        # A single-argument OSError keeps ``str(err)`` equal to the message (no "[Errno ...]").
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,113 @@
+"""Runtime helpers: the device, seeding, and the two numeric contexts of a run.
+
+* :func:`fast_math` — TF32 and cuDNN autotuning around a TRAINING step on CUDA;
+* :func:`fp32_eval` — strict fp32 (no autocast, no TF32) and eval mode for EVALUATION
+  (DESIGN.md contract 7). Every evaluation path uses this one context: ``robustrain eval``,
+  the trainer's held-out checks, AutoAttack and the figure analyses.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).train()
+    >>> with fp32_eval(net):
+    ...     net.training
+    False
+    >>> net.training, resolve_device("cpu")
+    (True, device(type='cpu'))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import ContextManager, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustrain.utils import distributed as ddp
+from robustrain.utils.errors import ConfigError
+
+__all__ = ["autocast_for", "fast_math", "fp32_eval", "no_tf32", "resolve_device", "seed_everything"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under torchrun ``cuda``
+    becomes this process's ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ConfigError: CUDA asked for on a machine without it.
+    """
+    if name == "auto":
+        return ddp.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+    return ddp.local_device(dev)  # cuda -> cuda:LOCAL_RANK under torchrun
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_for(device: torch.device, bf16: bool) -> ContextManager:
+    """bf16 autocast on ``device`` when ``bf16``, else a no-op context."""
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def fast_math(device: torch.device) -> Iterator[None]:
+    """TF32 matmuls/convolutions and cuDNN autotuning for a training step on CUDA.
+
+    Set around each step and restored after it, so evaluation (outside) runs with the
+    process's own settings; a no-op on other devices. Uses the ``fp32_precision`` API only
+    (mixing it with the legacy ``allow_tf32`` flags is an error in recent PyTorch).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    matmul, conv, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn
+    saved = (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark)
+    matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark = "tf32", "tf32", True
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark = saved
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Full-precision fp32 on CUDA: PyTorch lets cuDNN convolutions use TF32 by default, which
+    would make evaluation not strictly fp32. Only the ``fp32_precision`` API is touched (mixing
+    it with the legacy ``allow_tf32`` flags is an error in recent PyTorch)."""
+    backends = [torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)]
+    backends = [b for b in backends if b is not None and hasattr(b, "fp32_precision")]
+    if not torch.cuda.is_available() or not backends:
+        yield
+        return
+    before = [b.fp32_precision for b in backends]
+    for b in backends:
+        b.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for b, value in zip(backends, before):
+            b.fp32_precision = value
+
+
+@contextlib.contextmanager
+def fp32_eval(model: nn.Module) -> Iterator[None]:
+    """Evaluate ``model`` in eval mode, strict fp32: autocast off on CUDA and CPU, no TF32;
+    the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False), no_tf32():
+            yield
+    finally:
+        model.train(was_training)
