@@ -175,7 +175,7 @@ def machine_line(device: torch.device) -> str:
 def load_or_pretrain(args, device: torch.device, loader: DeviceLoader) -> tuple[nn.Module, str]:
     """The model every row uses: a checkpoint's, or ``--model`` after a short PGD-AT."""
     if args.checkpoint:
-        from robustrain.eval.loading import load_model
+        from robustrain.artifacts.loading import load_model
 
         loaded = load_model(args.checkpoint, device)
         if loaded.dataset != args.dataset:

@@ -5,10 +5,10 @@ import torch
 from robustrain.cli import main
 from robustrain.config import load_config
 from robustrain.data import load_split
-from robustrain.eval.analyses import ANALYSES
+from robustrain.eval.figures import ANALYSES
 from robustrain.eval.images import image_grid, read_png, rescale_symmetric, write_png
 from robustrain.train import load_checkpoint
-from robustrain.train.trainer import fit
+from robustrain.train import fit
 
 
 def test_png_round_trip(tmp_path):
@@ -74,17 +74,16 @@ from conftest import TINY
 
 from robustrain.config import config_to_dict, dump_config
 from robustrain.eval import evaluate_attacks, load_model
-from robustrain.eval.analyses import analysis_description, eps_grid
+from robustrain.eval.figures import analysis_description, eps_grid
 from robustrain.eval.runs import swept_params, load_runs
+from robustrain.artifacts import FORMAT
+from robustrain.build import build_model
 from robustrain.train import save_checkpoint
 
 
 def make_checkpoint(path, seed):
     """A randomly initialised small CNN for synthetic data as a checkpoint: an imperfect model
     (about 10% natural accuracy) without the cost of training; no method state."""
-    from robustrain.train.checkpoint import FORMAT
-    from robustrain.train.trainer import build_model
-
     cfg = load_config(None, TINY)
     torch.manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)

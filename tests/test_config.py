@@ -13,6 +13,8 @@ from robustrain.config import (
     load_config,
     parse_float,
 )
+from robustrain.config import MethodConfig, PluginConfig
+from robustrain.methods import PluggedParams, UIATPluginParams, method_params
 
 CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
 
@@ -37,8 +39,10 @@ def test_frozen():
     cfg = load_config()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.method.params.eps = 1.0
     with pytest.raises(TypeError):
-        cfg.method.params["eps"] = 1.0
+        cfg.model.params["width"] = 1
 
 
 @pytest.mark.parametrize("text,value", [("8/255", 8 / 255), ("0.5", 0.5), (2, 2.0), (" 1 / 4 ", 0.25)])
@@ -55,15 +59,17 @@ def test_parse_float_rejects(bad):
 def test_overrides_and_fraction():
     cfg = load_config(None, ["method=trades", "method.beta=3", "method.eps=8/255", "train.epochs=4", "seed=7"])
     assert cfg.method.name == "trades"
-    assert cfg.method.params["beta"] == 3.0
-    assert cfg.method.params["eps"] == pytest.approx(8 / 255)
+    assert cfg.method.params.beta == 3.0
+    assert cfg.method.params.eps == pytest.approx(8 / 255)
     assert cfg.train.epochs == 4 and cfg.seed == 7
     assert cfg.run_name == "trades-small_cnn-cifar10-mini-s7"
 
 
 def test_method_name_override_drops_previous_params():
     cfg = load_config(None, ["method.steps=3", "method=standard"])
-    assert cfg.method.name == "standard" and dict(cfg.method.params) == {}
+    assert cfg.method.name == "standard" and dataclasses.asdict(cfg.method.params) == {}
+    cfg = load_config(None, ["method.steps=3", "method=pgd_at"])
+    assert cfg.method.params == method_params("pgd_at")()
 
 
 @pytest.mark.parametrize(
@@ -106,7 +112,7 @@ def test_yaml_file(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("seed: 3\nmethod:\n  name: trades\n  beta: 2\ntrain:\n  epochs: 5\n")
     cfg = load_config(p, ["train.epochs=6"])
-    assert (cfg.seed, cfg.method.name, cfg.method.params["beta"], cfg.train.epochs) == (3, "trades", 2.0, 6)
+    assert (cfg.seed, cfg.method.name, cfg.method.params.beta, cfg.train.epochs) == (3, "trades", 2.0, 6)
 
 
 def test_yaml_errors(tmp_path):
@@ -138,3 +144,33 @@ def test_final_attacks_accept_autoattack_names():
     assert cfg.eval.final_attacks == ("natural", "pgd20", "aa", "aa:apgd-ce+apgd-t")
     with pytest.raises(ConfigError, match="unknown AutoAttack name 'aa-foo'"):
         load_config(None, ["eval.final_attacks=natural,aa-foo"])
+
+
+def test_method_section_keeps_the_typed_params():
+    cfg = load_config(None, ["method=trades", "method.beta=3"])
+    assert cfg.method == MethodConfig("trades", method_params("trades")(beta=3.0))
+    assert Config() == load_config()  # the schema's defaults are the resolved ones
+    plug = load_config(None, ["method=trades+uiat", "method.beta=2", "method.lam=1", "method.oneoff=false"])
+    assert plug.method == PluginConfig(
+        "trades+uiat", MethodConfig("trades", method_params("trades")(beta=2.0)), UIATPluginParams(lam=1.0, oneoff=False)
+    )
+    assert plug.method.params == PluggedParams(plug.method.base.params, plug.method.plugin)
+    assert plug.method.params.beta == 2.0 and plug.method.params.lam == 1.0
+    with pytest.raises(ConfigError, match="unknown key method.nope for method 'trades\\+uiat'"):
+        load_config(None, ["method=trades+uiat", "method.nope=1"])
+    with pytest.raises(ConfigError, match="method 'trades\\+uiat': lam"):
+        load_config(None, ["method=trades+uiat", "method.lam=-1"])
+    with pytest.raises(ConfigError, match="unknown method 'hat\\+uiat'"):
+        load_config(None, ["method=hat+uiat"])
+
+
+def test_config_to_dict_spells_out_every_default():
+    d = config_to_dict(load_config(None, ["method=pgd_at+uiat", "method.steps=5", "model=resnet18"]))
+    assert d["method"] == {"name": "pgd_at+uiat", **dataclasses.asdict(method_params("pgd_at")(steps=5)),
+                           **dataclasses.asdict(UIATPluginParams())}
+    assert d["model"] == {"name": "resnet18", "activation": "relu"}
+    assert config_to_dict(load_config(None, ["model.activation=silu"]))["model"] == {
+        "name": "small_cnn", "activation": "silu", "width": 32}
+    for overrides in ([], ["method=trades+uiat", "method.lam=2"], ["method=hat", "method.helper=x.pt"]):
+        cfg = load_config(None, overrides)
+        assert config_from_dict(config_to_dict(cfg)) == cfg

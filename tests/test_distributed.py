@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import robustrain.build as build_mod
+from robustrain.artifacts.model_card import ModelSpec
 from robustrain.data import DeviceLoader, get_dataset_info, load_split
 from robustrain.models.base import Classifier, Normalize, NormalizedClassifier
 from robustrain.utils import distributed as ddp
@@ -61,29 +63,29 @@ class _TinyNet(Classifier):
         return F.adaptive_avg_pool2d(F.relu(self.conv(x.double())), 4).flatten(1)
 
 
-def _tiny_build_model(cfg, device="cpu"):
-    info = get_dataset_info(cfg.data.name)
-    model = NormalizedClassifier(Normalize(info.mean, info.std), _TinyNet(info.num_classes, info.image_shape[0]))
+def _tiny_build_model(spec, device="cpu"):
+    model = NormalizedClassifier(Normalize(spec.mean, spec.std), _TinyNet(spec.num_classes, spec.image_shape[0]))
     return model.to(device)
 
 
+_REAL = {"build": ModelSpec.build, "create_method": build_mod.create_method}
+
+
 def _capture(monkeypatch_setattr):
-    """Patch the trainer to build the tiny model and keep the live model and method."""
-    from robustrain.train import trainer
-
+    """Build the tiny model wherever a model is built (training and the final table's load) and
+    keep the live model and method."""
     seen: dict[str, list] = {"model": [], "method": []}
-    create_method = trainer.create_method
 
-    def build(cfg, device="cpu"):
-        seen["model"].append(_tiny_build_model(cfg, device))
+    def build(spec, device="cpu"):
+        seen["model"].append(_tiny_build_model(spec, device))
         return seen["model"][-1]
 
     def method(*args, **kwargs):
-        seen["method"].append(create_method(*args, **kwargs))
+        seen["method"].append(_REAL["create_method"](*args, **kwargs))
         return seen["method"][-1]
 
-    monkeypatch_setattr(trainer, "build_model", build)
-    monkeypatch_setattr(trainer, "create_method", method)
+    monkeypatch_setattr(ModelSpec, "build", build)
+    monkeypatch_setattr(build_mod, "create_method", method)
     return seen
 
 
@@ -94,7 +96,7 @@ def _state(seen) -> dict:
 
 def _fit_run(name, overrides, out_dir, setattr_, batch_size, **kwargs):
     from robustrain.config import load_config
-    from robustrain.train.trainer import fit
+    from robustrain.train import fit
 
     seen = _capture(setattr_)
     # method=NAME first: it resets the method's parameters given before it
@@ -113,12 +115,11 @@ def _worker(out: Path) -> None:
     """One rank: the equality runs, an interrupted+resumed run, a CLI run, sync_bn on CPU."""
     from robustrain.cli import main
     from robustrain.config import ConfigError, load_config
-    from robustrain.train import trainer
+    from robustrain.train import fit
 
     torch.set_num_threads(1)
     ddp.init_distributed("cpu")
     rank = ddp.get_rank()
-    original = {k: getattr(trainer, k) for k in ("build_model", "create_method")}
     dump: dict = {}
 
     def setattr_(obj, key, value):
@@ -137,8 +138,8 @@ def _worker(out: Path) -> None:
     except _Stop:
         pass
     seen = _capture(setattr_)
-    trainer.fit(load_config(None, COMMON), run_dir=out / "runs" / "resume", resume=True, progress=False,
-                verbose=False)
+    fit(load_config(None, COMMON), run_dir=out / "runs" / "resume", resume=True, progress=False,
+        verbose=False)
     dump["resume"] = _state(seen)
 
     # collectives: rows of id 5 from both ranks (the last rank's wins everywhere)
@@ -147,15 +148,15 @@ def _worker(out: Path) -> None:
     dump["reduced"] = ddp.all_reduce_sum(torch.tensor([rank + 1.0]))
 
     # a real model (BatchNorm) through the CLI, as `torchrun -m robustrain train` runs it
-    for key, value in original.items():
-        setattr(trainer, key, value)
+    ModelSpec.build = _REAL["build"]
+    build_mod.create_method = _REAL["create_method"]
     dump["cli_rc"] = main(["train", "data.name=synthetic", "data.batch_size=32", "model=small_cnn",
                            "model.width=4", "method=pgd_at", "method.steps=1", "train.epochs=1",
                            "eval.n=32", "eval.final_n=32", "guard.n=32", "train.device=cpu",
                            f"out_dir={out / 'runs'}", "name=cli", "--overwrite"])
     try:
-        trainer.fit(load_config(None, COMMON + ["train.sync_bn=true", f"out_dir={out / 'runs'}", "name=syncbn"]),
-                    progress=False, verbose=False)
+        fit(load_config(None, COMMON + ["train.sync_bn=true", f"out_dir={out / 'runs'}", "name=syncbn"]),
+            progress=False, verbose=False)
         dump["sync_bn_error"] = None
     except ConfigError as e:
         dump["sync_bn_error"] = str(e)
@@ -321,7 +322,7 @@ def test_resume_under_ddp_continues_the_run(job):
 
 def test_rank0_writes_files_one_process_reads_them(job):
     from robustrain.train import load_checkpoint
-    from robustrain.train.trainer import build_model
+    from robustrain.build import build_model
 
     out, dumps = job
     assert [d["cli_rc"] for d in dumps] == [0, 0]

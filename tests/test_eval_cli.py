@@ -9,8 +9,8 @@ import torch
 from robustrain.cli import main
 from robustrain.config import config_to_dict, load_config
 from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec
-from robustrain.train.checkpoint import FORMAT, save_checkpoint
-from robustrain.train.trainer import build_model
+from robustrain.artifacts.checkpoint import FORMAT, save_checkpoint
+from robustrain.build import build_model
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import torch
 from robustrain.cli import main
 from robustrain.config import config_to_dict, load_config
 from robustrain.eval import evaluate_attacks, load_model
-from robustrain.export import export_model, read_export_info
-from robustrain.train.checkpoint import FORMAT, CheckpointError, save_checkpoint
-from robustrain.train.trainer import build_model
+from robustrain.artifacts.export import export_model, read_export_info
+from robustrain.artifacts.checkpoint import FORMAT, CheckpointError, save_checkpoint
+from robustrain.build import build_model
 
 
 def make_checkpoint(path, *, ema=True, epoch=3):
@@ -42,7 +42,9 @@ def test_export_writes_plain_weights_and_card(ckpt, tmp_path):
     card = json.loads(card_path.read_text())
     assert (card["architecture"], card["dataset"], card["num_classes"], card["threat_model"], card["eps"]) == (
         "small_cnn", "synthetic", 10, "Linf", "8/255")
-    assert card["model"] == {"name": "small_cnn", "params": {"width": 4}}
+    # the model card spells out the resolved parameters (defaults included)
+    assert card["model"]["name"] == "small_cnn" and card["model"]["params"]["width"] == 4
+    assert card["model"]["params"]["activation"] == "relu"
     assert (card["method"], card["epoch"], card["weights"], card["normalization"]) == ("pgd_at", 3, "ema", "inside")
     assert card["mean"] == pytest.approx(state["normalize.mean"].flatten().tolist())
     assert card["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()

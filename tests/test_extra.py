@@ -24,7 +24,7 @@ from robustrain.data import (
     save_extra_data,
 )
 from robustrain.train import load_checkpoint
-from robustrain.train.trainer import fit
+from robustrain.train import fit
 
 N_TRAIN = 512  # synthetic train split
 N_GEN = 200

@@ -4,7 +4,6 @@ torch.compile runs with ``backend="eager"`` here: Dynamo traces, guards and cach
 with inductor (so recompilations show up the same way), without the minutes of C++ codegen.
 """
 
-import types
 
 import pytest
 import torch
@@ -17,8 +16,12 @@ from robustrain.data.batch import Batch
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
 from robustrain.train import load_checkpoint
-from robustrain.train import trainer as trainer_mod
-from robustrain.train.trainer import fit
+import robustrain.eval.robust as robust_mod
+from robustrain.artifacts.model_card import ModelSpec
+from robustrain.build import build_model
+from robustrain.train import loop as loop_mod
+from robustrain.utils.runtime import fast_math
+from robustrain.train import fit
 
 EPS = 8 / 255
 
@@ -70,7 +73,7 @@ def test_compiled_training_has_no_recompilation_and_clean_checkpoints(fast_overr
     training forward with features, F(x) (no grad), the universal step (eval mode, gradient
     w.r.t. z, with features) and the target (no grad). No graph is added later in the first
     epoch, and the second epoch runs with recompilation made an error."""
-    monkeypatch.setitem(trainer_mod._COMPILE_OPTIONS, "backend", "eager")
+    monkeypatch.setitem(loop_mod.COMPILE_OPTIONS, "backend", "eager")
     cfg = load_config(None, fast_overrides + [
         "train.compile=true", "data.drop_last=true", "method=uiat", "method.steps=3", "method.alpha=2/255",
         "method.momentum_start=0.5",
@@ -92,7 +95,7 @@ def test_compiled_training_has_no_recompilation_and_clean_checkpoints(fast_overr
     ckpt = load_checkpoint(f"{summary['run_dir']}/last.pt")
     assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])
     # the checkpoint loads into a plain model (what `robustrain eval` does)
-    trainer_mod.build_model(cfg).load_state_dict(ckpt["model"])
+    build_model(cfg).load_state_dict(ckpt["model"])
 
 
 # --------------------------------------------------------------------------- bf16 / fp32
@@ -117,10 +120,10 @@ def test_bf16_attack_keeps_perturbation_fp32_and_inside_eps():
 def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
     seen = {"train": set(), "eval": set()}
     phase = ["train"]
-    real_build, real_eval = trainer_mod.build_model, trainer_mod.evaluate_attacks
+    real_build, real_eval = ModelSpec.build, robust_mod.evaluate_robustness
 
-    def build(cfg, device="cpu"):
-        model = real_build(cfg, device)
+    def build(spec, device="cpu"):
+        model = real_build(spec, device)
         model.register_forward_hook(
             lambda m, args, out: seen[phase[0]].add((out[0] if isinstance(out, tuple) else out).dtype))
         return model
@@ -132,8 +135,10 @@ def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
         finally:
             phase[0] = "train"
 
-    monkeypatch.setattr(trainer_mod, "build_model", build)
-    monkeypatch.setattr(trainer_mod, "evaluate_attacks", evaluate)
+    # every model (trained, and loaded for the final table) is built from its ModelSpec; every
+    # evaluation (guard, per epoch on the EMA weights, final) goes through evaluate_robustness
+    monkeypatch.setattr(ModelSpec, "build", build)
+    monkeypatch.setattr(robust_mod, "evaluate_robustness", evaluate)
     cfg = load_config(None, fast_overrides + ["train.bf16=true", "train.epochs=1", "train.ema=true"])
     fit(cfg, overwrite=True, progress=False, verbose=False)
     assert seen["train"] == {torch.bfloat16}
@@ -154,8 +159,8 @@ def test_fast_math_sets_tf32_on_cuda_only_and_restores():
     matmul, conv, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn
     before = (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark)
     # the flags are plain process settings, so the CUDA branch runs on a CPU-only build too
-    with trainer_mod._fast_math(types.SimpleNamespace(device=torch.device("cuda"))):
+    with fast_math(torch.device("cuda")):
         assert (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark) == ("tf32", "tf32", True)
     assert (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark) == before
-    with trainer_mod._fast_math(types.SimpleNamespace(device=torch.device("cpu"))):
+    with fast_math(torch.device("cpu")):
         assert (matmul.fp32_precision, conv.fp32_precision, cudnn.benchmark) == before

@@ -15,8 +15,8 @@ from robustrain.data.batch import Batch
 from robustrain.methods import MethodContext, create_method
 from robustrain.methods.hat import load_helper
 from robustrain.methods.losses import hat_loss
-from robustrain.train.checkpoint import CheckpointError, load_checkpoint
-from robustrain.train.trainer import fit
+from robustrain.artifacts.checkpoint import CheckpointError, load_checkpoint
+from robustrain.train import fit
 
 CTX = MethodContext(num_classes=3, image_shape=(3, 2, 2), num_train=8, epochs=1)
 

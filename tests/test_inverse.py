@@ -1,6 +1,6 @@
 """Tests of the UIAT family (robustrain.methods.inverse): each equation against a hand
-computation, the schedules across T and T', the ablation configs, the state round-trip and
-the ``<base>+uiat`` plug-in composition. The contract tests of tests/test_methods.py cover
+computation, the schedules across T and T', the ablation configs, the state round-trip (and
+the old flat state_dict layout), and the ``<base>+uiat`` plug-in composition. The contract tests of tests/test_methods.py cover
 these methods too (they are parametrised over the registry)."""
 
 from __future__ import annotations
@@ -15,9 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustrain.config import load_config
+from robustrain.config import ConfigError, config_from_dict, load_config
 from robustrain.data.batch import Batch
-from robustrain.methods import METHODS, MethodContext, create_method, method_params
+from robustrain.methods import (
+    METHODS,
+    PLUGINS,
+    MethodContext,
+    PGDATParams,
+    PluggedParams,
+    UIATPluginParams,
+    create_method,
+    method_fields,
+    method_names,
+    method_params,
+)
 from robustrain.methods import inverse as inv
 from robustrain.methods.base import LossOutput, Method
 from robustrain.methods.losses import inverse_loss, kl_div, l1_per_example, uiat_loss, uiat_regulariser
@@ -158,34 +169,34 @@ def test_z_stays_in_eps_ball_and_images_in_range(model):
     x[4:8] = 1.0  # saturated pixels: x + z must be clipped
     eps = method.params.eps_inv
     for _ in range(3):
-        x_inv = method._universal_inverse(model, x, batch.y, None, None, 0.0)
-        assert method.z.abs().max() <= eps + 1e-7
+        x_inv = method.targets.universal_inverse(model, x, batch.y, None, None, 0.0)
+        assert method.targets.z.abs().max() <= eps + 1e-7
         assert x_inv.min() >= 0 and x_inv.max() <= 1
         assert (x_inv - x).abs().max() <= eps + 1e-6
-    assert method.z.abs().max() == pytest.approx(eps)  # a sign step of 1.0 lands on the boundary
+    assert method.targets.z.abs().max() == pytest.approx(eps)  # a sign step of 1.0 lands on the boundary
     out = method(model, batch._replace(x=x))
     assert torch.isfinite(out.loss)
-    assert method.z.abs().max() <= eps + 1e-7
+    assert method.targets.z.abs().max() <= eps + 1e-7
 
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_one_universal_step_lowers_the_class_loss(model, beta):
     torch.manual_seed(1)
     method = create_method("uiat", ctx(), beta=beta)
-    method.z.zero_()
+    method.targets.z.zero_()
     g = torch.Generator().manual_seed(3)
     n = 64
     x = torch.rand(n, *IMAGE, generator=g)
     y = torch.full((n,), 2)  # one class: its z_c is the universal direction for all of them
-    feat_nat = method._natural_features(model, x) if beta else None
+    feat_nat = method.targets.natural_features(model, x) if beta else None
     x_far = (x + 0.03 * torch.randn(x.shape, generator=g)).clamp(0, 1)  # stands in for x^
-    feat_adv = method._natural_features(model, x_far) if beta else None
+    feat_adv = method.targets.natural_features(model, x_far) if beta else None
     with torch.no_grad():
         ce_before = F.cross_entropy(model(x), y, reduction="none")
-    x_inv = method._universal_inverse(model, x, y, feat_nat, feat_adv, beta)
+    x_inv = method.targets.universal_inverse(model, x, y, feat_nat, feat_adv, beta)
     with torch.no_grad():
         ce_after = F.cross_entropy(model(x_inv), y, reduction="none")
-    assert method.z[2].abs().max() > 0 and method.z[[0, 1, 3]].abs().max() == 0  # only class 2 moved
+    assert method.targets.z[2].abs().max() > 0 and method.targets.z[[0, 1, 3]].abs().max() == 0  # only class 2 moved
     assert (ce_after < ce_before).float().mean() >= 0.8  # "most" examples of the class (Eq. 5)
     assert ce_after.mean() < ce_before.mean()
 
@@ -193,7 +204,7 @@ def test_one_universal_step_lowers_the_class_loss(model, beta):
 def test_instance_inverse_is_in_the_ball_and_lowers_the_loss(model):
     method = create_method("iat", ctx(), beta=0.0)
     batch = make_batch(32)
-    x_inv = method._instance_inverse(model, batch.x, batch.y, None, None, 0.0)
+    x_inv = method.targets.instance_inverse(model, batch.x, batch.y, None, None, 0.0)
     assert (x_inv - batch.x).abs().max() <= method.params.eps_inv + 1e-6
     assert x_inv.min() >= 0 and x_inv.max() <= 1
     with torch.no_grad():
@@ -206,43 +217,43 @@ def test_instance_inverse_is_in_the_ball_and_lowers_the_loss(model):
 def expected_target(model, method, batch) -> torch.Tensor:
     """softmax f(clip(x + z_y)) with the method's (updated) z, eval-mode model."""
     with torch.no_grad():
-        return softmax_rows(model(inv.apply_universal_perturbation(batch.x, method.z, batch.y)))
+        return softmax_rows(model(inv.apply_universal_perturbation(batch.x, method.targets.z, batch.y)))
 
 
 def test_momentum_arithmetic_across_T(model):
     method = create_method("uiat", ctx(epochs=4), steps=1, momentum_start=0.75)
-    assert method.momentum_start_epoch == 3
+    assert method.targets.momentum_start_epoch == 3
     batch = make_batch()
     # epoch 2 (< T): p = softmax f(x~), stored
     method.set_epoch(2)
     out = method(model, batch)
     p2 = expected_target(model, method, batch)
-    torch.testing.assert_close(method.momentum_p[batch.idx], p2)
+    torch.testing.assert_close(method.targets.momentum_p[batch.idx], p2)
     assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(p2, out.logits)), abs=1e-5)
     # the target ignores the previous value before T
     method.set_epoch(2)
     method(model, batch)
-    torch.testing.assert_close(method.momentum_p[batch.idx], expected_target(model, method, batch))
-    prev = method.momentum_p[batch.idx].clone()
+    torch.testing.assert_close(method.targets.momentum_p[batch.idx], expected_target(model, method, batch))
+    prev = method.targets.momentum_p[batch.idx].clone()
     # epoch 3 (= T): p <- gamma p + (1 - gamma) softmax f(x~)
     method.set_epoch(3)
     out = method(model, batch)
     expected = 0.9 * prev + 0.1 * expected_target(model, method, batch)
-    torch.testing.assert_close(method.momentum_p[batch.idx], expected)
+    torch.testing.assert_close(method.targets.momentum_p[batch.idx], expected)
     assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(expected, out.logits)), abs=1e-5)
     ce = F.cross_entropy(out.logits.detach(), batch.y)
     hand = float(ce) + 3.5 * float(kl_by_hand(expected, out.logits))
     assert float(out.loss.detach()) == pytest.approx(hand, abs=1e-4)
     # a sample never seen before T starts from its current prediction (no momentum on zeros)
     fresh = make_batch(8, seed=5, offset=16)
-    assert not method.momentum_seen[fresh.idx].any()
+    assert not method.targets.momentum_seen[fresh.idx].any()
     method(model, fresh)
-    torch.testing.assert_close(method.momentum_p[fresh.idx], expected_target(model, method, fresh))
+    torch.testing.assert_close(method.targets.momentum_p[fresh.idx], expected_target(model, method, fresh))
 
 
 def test_momentum_off_and_instance_wise_switches(model):
     method = create_method("uiat", ctx(), steps=1, universal=False, momentum=False, steps_inv=2)
-    assert not hasattr(method, "z") and not hasattr(method, "momentum_p")
+    assert not hasattr(method.targets, "z") and not hasattr(method.targets, "momentum_p")
     out = method(model, make_batch())
     assert torch.isfinite(out.loss) and set(out.metrics) == {"loss_ce", "loss_reg", "acc_adv", "acc_target"}
 
@@ -259,10 +270,10 @@ class Counter:
 def test_oneoff_schedule_across_T_prime(model):
     K = 2
     method = create_method("uiat_oneoff", ctx(epochs=4), steps=K, oneoff_epoch=0.5)
-    assert method.oneoff_epoch_index == 2
-    gen = method._universal_inverse = Counter(method._universal_inverse)
+    assert method.targets.oneoff_epoch_index == 2
+    gen = method.targets.universal_inverse = Counter(method.targets.universal_inverse)
     batches = [make_batch(16, seed=0, offset=0), make_batch(12, seed=1, offset=16)]  # ids 0..27 of 32
-    z0 = method.z.clone()
+    z0 = method.targets.z.clone()
     for epoch in (0, 1):  # before T': natural target, nothing stored, z untouched
         method.set_epoch(epoch)
         for b in batches:
@@ -272,7 +283,7 @@ def test_oneoff_schedule_across_T_prime(model):
             with torch.no_grad():
                 p_nat = softmax_rows(model(b.x))
             assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(p_nat, out.logits)), abs=1e-5)
-    assert gen.calls == 0 and not method.oneoff_seen.any() and torch.equal(method.z, z0)
+    assert gen.calls == 0 and not method.targets.oneoff_seen.any() and torch.equal(method.targets.z, z0)
 
     method.set_epoch(2)  # T': universal inverse adversaries, targets stored
     for b in batches:
@@ -280,11 +291,11 @@ def test_oneoff_schedule_across_T_prime(model):
         out = method(model, b)
         assert model.calls == K + 4  # + F(x), one universal step, f(x~)
         p_inv = expected_target(model, method, b)
-        torch.testing.assert_close(method.oneoff_p[b.idx], p_inv)
+        torch.testing.assert_close(method.targets.oneoff_p[b.idx], p_inv)
         assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(p_inv, out.logits)), abs=1e-5)
-    assert gen.calls == 2 and not torch.equal(method.z, z0)
-    assert method.oneoff_seen[:28].all() and not method.oneoff_seen[28:].any()
-    stored, z_at = method.oneoff_p.clone(), method.z.clone()
+    assert gen.calls == 2 and not torch.equal(method.targets.z, z0)
+    assert method.targets.oneoff_seen[:28].all() and not method.targets.oneoff_seen[28:].any()
+    stored, z_at = method.targets.oneoff_p.clone(), method.targets.z.clone()
 
     method.set_epoch(3)  # after T': stored targets, no inverse generation at all
     for b in batches:
@@ -292,7 +303,7 @@ def test_oneoff_schedule_across_T_prime(model):
         out = method(model, b)
         assert model.calls == K + 1  # as pgd_at
         assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(stored[b.idx], out.logits)), abs=1e-5)
-    assert gen.calls == 2 and torch.equal(method.z, z_at) and torch.equal(method.oneoff_p, stored)
+    assert gen.calls == 2 and torch.equal(method.targets.z, z_at) and torch.equal(method.targets.oneoff_p, stored)
     # a sample that missed T' has no target: weight 0 in the KL mean
     mixed = Batch(torch.rand(4, *IMAGE), torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 30, 31]))
     out = method(model, mixed)
@@ -301,9 +312,9 @@ def test_oneoff_schedule_across_T_prime(model):
 
 
 def test_oneoff_epoch_is_clamped_to_the_run():
-    assert create_method("uiat_oneoff", ctx(epochs=1)).oneoff_epoch_index == 0
-    assert create_method("uiat_oneoff", ctx(epochs=100)).oneoff_epoch_index == 80
-    assert create_method("uiat_oneoff", ctx(epochs=10), oneoff_epoch=1.0).oneoff_epoch_index == 9
+    assert create_method("uiat_oneoff", ctx(epochs=1)).targets.oneoff_epoch_index == 0
+    assert create_method("uiat_oneoff", ctx(epochs=100)).targets.oneoff_epoch_index == 80
+    assert create_method("uiat_oneoff", ctx(epochs=10), oneoff_epoch=1.0).targets.oneoff_epoch_index == 9
 
 
 # --------------------------------------------------------------------------- passes
@@ -382,10 +393,10 @@ def test_ablation_configs_build_the_intended_combination(row):
     assert len(paths) >= 1
     for path in paths:
         cfg = load_config(path)
-        method = create_method(cfg.method.name, ctx(epochs=cfg.train.epochs), **dict(cfg.method.params))
+        method = create_method(cfg.method.name, ctx(epochs=cfg.train.epochs), cfg.method.params)
         uag, fr, iam = TABLE6[row]
         assert (method.universal, method.params.effective_beta > 0, method.use_momentum) == (uag, fr, iam), path
-        assert hasattr(method, "z") == uag and hasattr(method, "momentum_p") == iam
+        assert hasattr(method.targets, "z") == uag and hasattr(method.targets, "momentum_p") == iam
         p = method.params
         assert (p.lam, p.eps_inv, p.gamma, p.momentum_start) == (3.5, 4 / 255, 0.9, 0.75)
         if uag:
@@ -416,7 +427,7 @@ def test_defaults_follow_the_paper():
     assert (u.universal, u.feature_reg, u.momentum, u.alpha_universal, u.gamma, u.momentum_start) == (
         True, True, True, 4 / 255, 0.9, 0.75)
     assert (o.alpha_universal, o.oneoff_epoch) == (4 / 255, 0.8)
-    plug = method_params("pgd_at+uiat")()
+    plug = UIATPluginParams()
     assert (plug.lam, plug.oneoff, plug.oneoff_epoch) == (3.5, True, 0.8)
     assert (plug.eps_inv, plug.alpha_universal) == (4 / 255, 4 / 255)
 
@@ -458,7 +469,7 @@ def test_state_round_trip_continues_identically(model, name, kw, history, resume
     method = create_method(name, ctx(epochs=4), **kw)
     _run(method, model, [(e, batches[b]) for e, b in history])
     state = {k: v.clone() for k, v in method.state_dict().items()}
-    assert any(k in state for k in ("z", "momentum_p", "oneoff_p"))
+    assert any(k in state for k in ("targets.z", "targets.momentum_p", "targets.oneoff_p"))
 
     torch.manual_seed(123)  # a different z init: the state must overwrite it
     clone = create_method(name, ctx(epochs=4), **kw)
@@ -481,7 +492,7 @@ def test_state_round_trip_continues_identically(model, name, kw, history, resume
 @pytest.mark.parametrize("epoch", [0, 1])  # epochs=2: T' = 1 (before / at T')
 def test_plugin_adds_lam_kl_to_the_base_loss(model, base, epoch):
     method = create_method(f"{base}+uiat", ctx(epochs=2), **({"steps": 2} if base == "pgd_at" else {}), lam=2.0)
-    assert method.oneoff_epoch_index == 1
+    assert method.targets.oneoff_epoch_index == 1
     batch = make_batch()
     method.set_epoch(epoch)
     out = method(model, batch)
@@ -506,25 +517,37 @@ def test_plugin_params_merge_and_reach_the_base():
     method = create_method("pgd_at+uiat", ctx(), steps=5, alpha=1 / 255, lam=2.0, oneoff=False)
     assert isinstance(method.base, METHODS.get("pgd_at"))
     assert (method.base.params.steps, method.base.params.alpha) == (5, 1 / 255)
-    assert method.inv.lam == 2.0 and not method.inv.oneoff
-    names = [f.name for f in dataclasses.fields(method_params("trades+uiat"))]
+    assert method.params.lam == 2.0 and not method.params.oneoff
+    names = [f.name for f in method_fields("trades+uiat")]
     assert names[:6] == [f.name for f in dataclasses.fields(method_params("trades"))]
+    assert names[6:] == [f.name for f in dataclasses.fields(UIATPluginParams)]
     assert {"lam", "oneoff", "inv_bn_mode"} <= set(names)
     cfg = load_config(None, ["method=pgd_at+uiat", "method.steps=5", "method.lam=3"])
-    assert cfg.method.name == "pgd_at+uiat" and dict(cfg.method.params) == {"steps": 5, "lam": 3.0}
+    assert cfg.method.name == "pgd_at+uiat"
+    assert (cfg.method.base.name, cfg.method.base.params) == ("pgd_at", PGDATParams(steps=5))
+    assert cfg.method.plugin == UIATPluginParams(lam=3.0)
+    assert cfg.method.params == PluggedParams(PGDATParams(steps=5), UIATPluginParams(lam=3.0))
+    assert (cfg.method.params.steps, cfg.method.params.lam) == (5, 3.0)  # reads fall through to the parts
+    # the typed config section builds the same method as the flat keywords
+    built = create_method(cfg.method.name, ctx(), cfg.method.params)
+    assert (built.base.params, built.params) == (PGDATParams(steps=5), UIATPluginParams(lam=3.0))
+    assert create_method(cfg.method.name, ctx(), cfg.method).params.lam == 3.0
     method.set_epoch(2)
     assert method.base.epoch == 2
 
 
 def test_every_base_gets_a_plugin_and_new_bases_plug_in():
+    inverse_family = (inv.IAT, inv.UIAT, inv.UIATOneOff)
+    assert set(PLUGINS.names()) == {"uiat"}
     for entry in METHODS:
-        if "+" in entry.name:
-            continue
+        assert "+" not in entry.name  # the registry holds base methods only
         pluggable = getattr(entry.obj, "uiat_pluggable", True)
         # the inverse family opts out, and so does HAT (its gamma clashes with the plug-in's)
-        assert pluggable == (not issubclass(entry.obj, inv._InverseBase) and entry.name != "hat"), entry.name
-        assert (f"{entry.name}+uiat" in METHODS) == pluggable, entry.name
-    assert inv.register_uiat_plugins() == []  # idempotent
+        assert pluggable == (not issubclass(entry.obj, inverse_family) and entry.name != "hat"), entry.name
+        assert (f"{entry.name}+uiat" in method_names()) == pluggable, entry.name
+    assert method_names() == sorted(method_names())
+    with pytest.raises(KeyError, match="unknown method 'hat\\+uiat'"):
+        create_method("hat+uiat", ctx())
 
     @dataclasses.dataclass(frozen=True)
     class FakeParams:
@@ -542,25 +565,82 @@ def test_every_base_gets_a_plugin_and_new_bases_plug_in():
     reg: Registry = Registry("method")
     reg.add("fake_fgsm", Fake)
     reg.add("uiat", METHODS.get("uiat"))
-    assert inv.register_uiat_plugins(reg) == ["fake_fgsm+uiat"]
-    plug_cls = reg.get("fake_fgsm+uiat")
-    assert [f.name for f in dataclasses.fields(plug_cls.Params)][0] == "eps"
-    method = plug_cls(plug_cls.Params(eps=0.01), ctx())
-    assert method.base.params.eps == 0.01
+    assert method_names(reg) == ["fake_fgsm", "fake_fgsm+uiat", "uiat"]
+    # composition by constructor: the plug-in takes the base INSTANCE
+    method = inv.UIATPlugin(Fake(FakeParams(eps=0.01), ctx()), UIATPluginParams(lam=2.0), ctx())
+    assert method.base.params.eps == 0.01 and method.params.lam == 2.0
+    with pytest.raises(TypeError, match="Method instance"):
+        inv.UIATPlugin(FakeParams(), UIATPluginParams(), ctx())
 
+
+def test_plugin_param_clash_is_a_config_error(monkeypatch):
     @dataclasses.dataclass(frozen=True)
     class ClashParams:
         lam: float = 1.0
 
-    class Clash(Fake):
+    class Clash(Method):
         Params = ClashParams
 
+    reg: Registry = Registry("method")
+    reg.add("clash", Clash)
+    monkeypatch.setattr("robustrain.methods.registry.METHODS", reg)
+    monkeypatch.setattr("robustrain.config.validate.METHODS", reg)
+    with pytest.raises(ConfigError, match=r"clash.*\['lam'\].*clash with the uiat plug-in's"):
+        config_from_dict({"method": {"name": "clash+uiat"}})
     with pytest.raises(ValueError, match="clash"):
-        inv.make_uiat_plugin("clash", Clash)
+        create_method("clash+uiat", ctx())
+
+
+def test_create_method_takes_params_a_mapping_or_keywords():
+    a = create_method("trades", ctx(), beta=3.0)
+    b = create_method("trades", ctx(), {"beta": 3.0})
+    c = create_method("trades", ctx(), method_params("trades")(beta=3.0))
+    d = create_method("trades", ctx(), method_params("trades")(), beta=3.0)
+    assert a.params == b.params == c.params == d.params
+    cfg = load_config(None, ["method=trades", "method.beta=3"])
+    assert create_method(cfg.method.name, ctx(), cfg.method.params).params == a.params
+    with pytest.raises(ValueError, match="got the params of method 'trades'"):
+        create_method("mart", ctx(), cfg.method)
+    with pytest.raises(TypeError, match="TRADESParams"):
+        create_method("mart", ctx(), a.params)
+    with pytest.raises(KeyError, match="composite"):
+        method_params("pgd_at+uiat")
+    plugged = PluggedParams(PGDATParams(steps=3), UIATPluginParams())
+    m = create_method("pgd_at+uiat", ctx(), plugged, lam=1.0, steps=2)
+    assert (m.base.params.steps, m.params.lam) == (2, 1.0)
+
+
+@pytest.mark.parametrize(
+    "name,kw,epoch",
+    [("uiat", {"steps": 1}, 3), ("uiat_oneoff", {"steps": 1, "oneoff_epoch": 0.5}, 2),
+     ("pgd_at+uiat", {"steps": 1, "oneoff_epoch": 0.5}, 2), ("pgd_at+uiat", {"steps": 1, "oneoff": False}, 3)],
+)
+def test_old_flat_state_dict_layout_loads(model, name, kw, epoch):
+    """Checkpoints written before the buffers moved into ``method.targets`` (keys ``z``,
+    ``momentum_p``, ... at the top; a plug-in's base under ``base.``) load, strict."""
+    torch.manual_seed(0)
+    method = create_method(name, ctx(epochs=4), **kw)
+    method.set_epoch(epoch)
+    method(model, make_batch())
+    state = method.state_dict()
+    old = {k.removeprefix("targets."): v.clone() for k, v in state.items()}
+    assert "z" in old and not any(k.startswith("targets.") for k in old)
+    torch.manual_seed(1)
+    clone = create_method(name, ctx(epochs=4), **kw)
+    clone.load_state_dict(old)  # strict
+    assert clone.state_dict().keys() == state.keys()
+    for k, v in state.items():
+        assert torch.equal(v, clone.state_dict()[k]), k
+    # nested, as in a parent module's state_dict
+    holder, holder_clone = nn.ModuleDict({"m": method}), nn.ModuleDict({"m": create_method(name, ctx(epochs=4), **kw)})
+    holder_clone.load_state_dict({f"m.{k}": v for k, v in old.items()})
+    for k, v in holder.state_dict().items():
+        assert torch.equal(v, holder_clone.state_dict()[k]), k
 
 
 def test_no_host_syncs_in_the_methods():
-    src = (ROOT / "src" / "robustrain" / "methods" / "inverse.py").read_text()
+    pkg = ROOT / "src" / "robustrain" / "methods" / "inverse"
+    src = "\n".join(p.read_text() for p in sorted(pkg.glob("*.py")))
     # doctest lines (>>> and ... continuations) may read values back; the code may not
     code = "\n".join(line for line in src.splitlines() if not line.strip().startswith((">>>", "...")))
     assert not re.search(r"\.(item|cpu|numpy|tolist)\(", code)

@@ -12,7 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustrain.data.batch import Batch
-from robustrain.methods import METHODS, LossOutput, Method, MethodContext, create_method, method_params
+from robustrain.methods import (
+    METHODS,
+    PLUGINS,
+    LossOutput,
+    Method,
+    MethodContext,
+    create_method,
+    method_fields,
+    method_names,
+    method_params,
+    split_method_name,
+)
 from robustrain.models.base import Classifier
 
 NUM_CLASSES = 4
@@ -64,10 +75,15 @@ def model() -> TinyNet:
 
 
 # --------------------------------------------------------------------------- contract
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", method_names())
 def test_method_contract(name, model):
     method = make_method(name)
-    assert isinstance(method, Method) and isinstance(method.params, method_params(name))
+    base, plugin = split_method_name(name)
+    if plugin is None:
+        assert isinstance(method, Method) and isinstance(method.params, method_params(name))
+    else:  # <base>+<plugin>: the plug-in holds the base instance, each with its own Params
+        assert isinstance(method, PLUGINS.get(plugin)) and isinstance(method.params, PLUGINS.get(plugin).Params)
+        assert isinstance(method.base, METHODS.get(base)) and isinstance(method.base.params, method_params(base))
     batch = make_batch()
     out = method(model, batch)
 
@@ -85,7 +101,7 @@ def test_method_contract(name, model):
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", method_names())
 def test_state_dict_round_trip_and_set_epoch(name, model):
     method = make_method(name)
     method(model, make_batch())
@@ -98,21 +114,27 @@ def test_state_dict_round_trip_and_set_epoch(name, model):
         assert torch.equal(v, clone.state_dict()[k])
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", method_names())
 def test_params_are_typed_frozen_dataclasses(name):
-    params_cls = method_params(name)
-    assert dataclasses.is_dataclass(params_cls)
-    hints = typing.get_type_hints(params_cls)
-    for f in dataclasses.fields(params_cls):
-        assert hints[f.name] in (float, int, str, bool), (name, f.name, hints[f.name])
-    params = params_cls()
-    if dataclasses.fields(params_cls):
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(params, dataclasses.fields(params_cls)[0].name, 0)
+    base, plugin = split_method_name(name)
+    parts = [method_params(base)] + ([PLUGINS.get(plugin).Params] if plugin else [])
+    for params_cls in parts:
+        assert dataclasses.is_dataclass(params_cls)
+        hints = typing.get_type_hints(params_cls)
+        for f in dataclasses.fields(params_cls):
+            assert hints[f.name] in (float, int, str, bool), (name, f.name, hints[f.name])
+        params = params_cls()
+        if dataclasses.fields(params_cls):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(params, dataclasses.fields(params_cls)[0].name, 0)
+    assert [f.name for f in method_fields(name)] == [f.name for p in parts for f in dataclasses.fields(p)]
 
 
 def test_registry_names():
     assert set(METHODS.names()) >= {"standard", "pgd_at", "trades", "mart"}
+    # METHODS holds the bases; the <base>+uiat composites are names only
+    assert set(method_names()) >= set(METHODS.names()) | {"pgd_at+uiat", "trades+uiat"}
+    assert not any("+" in n for n in METHODS.names())
 
 
 # --------------------------------------------------------------------------- factory
@@ -190,7 +212,7 @@ def test_regulariser_positive_under_attack(name, model):
     assert set(out.metrics) == {"loss_ce", "loss_reg", "acc_nat", "acc_adv"}
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("name", method_names())
 def test_no_nan_when_probabilities_saturate(name):
     torch.manual_seed(0)
     model = TinyNet(logit_scale=1e4).train()

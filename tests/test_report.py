@@ -8,7 +8,7 @@ from conftest import TINY
 from robustrain.cli import main
 from robustrain.config import dump_config, load_config
 from robustrain.eval.report import metrics_table
-from robustrain.train.trainer import fit
+from robustrain.train import fit
 
 EPOCHS = [
     {"epoch": 1, "step": 8, "lr": 0.1, "train": {"loss": 2.25, "acc": 0.2}, "epoch_time_s": 30.0,

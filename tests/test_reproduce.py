@@ -11,7 +11,6 @@ import torch
 from robustrain.cli import main
 from robustrain.config import ConfigError, dump_config, load_config
 from robustrain.data import DatasetFileError
-from robustrain.methods import method_params
 from robustrain.reproduce import (
     CONFIG_DIR,
     SCALES,
@@ -74,7 +73,7 @@ def test_paper_numbers_spot_check():
 def test_row_config_trains_what_the_row_claims(table, row):
     cfg = load_config(CONFIG_DIR / row.config)
     assert (cfg.method.name, cfg.data.name, cfg.model.name) == (row.method, row.dataset, row.model)
-    params = method_params(row.method)(**dict(cfg.method.params))
+    params = cfg.method.params  # typed, defaults filled in (reads fall through a composite's parts)
     if hasattr(params, "eps"):
         assert params.eps == pytest.approx(row.eps)
     if row.helper is not None:
@@ -104,13 +103,13 @@ def test_every_reproduction_config_belongs_to_a_row():
 def test_paper_settings_in_the_configs():
     t1 = TABLES.get("table1")
     svhn = load_config(CONFIG_DIR / t1.row("uiat-svhn").config)
-    assert (svhn.train.epochs, svhn.method.params["alpha"], svhn.method.params["lam"]) == (30, 1 / 255, 3.0)
+    assert (svhn.train.epochs, svhn.method.params.alpha, svhn.method.params.lam) == (30, 1 / 255, 3.0)
     t3 = load_config(CONFIG_DIR / TABLES.get("table3").row("uiat_oneoff-eps12").config)
-    assert (t3.method.params["eps"], t3.method.params["alpha"]) == (12 / 255, 3 / 255)
+    assert (t3.method.params.eps, t3.method.params.alpha) == (12 / 255, 3 / 255)
     ga = load_config(CONFIG_DIR / TABLES.get("table5").row("grad_align-eps10").config)
-    assert ga.method.params["cos_lambda"] == 0.356 and ga.model.name == "preact_resnet18"
+    assert ga.method.params.cos_lambda == 0.356 and ga.model.name == "preact_resnet18"
     uiat4 = load_config(CONFIG_DIR / TABLES.get("table4").row("uiat-wrn28-cifar10").config)
-    assert uiat4.method.params["momentum_start"] == 350 / 400
+    assert uiat4.method.params.momentum_start == 350 / 400
 
 
 # ---------------------------------------------------------------------- table math
@@ -171,10 +170,10 @@ def test_mini_plan_maps_rows_and_shares_identical_runs(tmp_path):
     assert c100.owner is c10 and c100.train_dir == c10.run_dir  # same config at mini: trained once
     assert by_id["uiat-cifar100"].note == "mini analogue of cifar100 / resnet18"
     svhn = by_id["uiat-svhn"].runs[0]
-    assert svhn.owner is None and svhn.cfg.method.params["lam"] == 3.0
+    assert svhn.owner is None and svhn.cfg.method.params.lam == 3.0
     hat = by_id["hat-cifar10"].runs[0]
     assert hat.helper.cfg.method.name == "standard" and hat.helper.cfg.model.name == "small_cnn"
-    assert hat.cfg.method.params["helper"] == str(hat.helper.train_dir / "last.pt")
+    assert hat.cfg.method.params.helper == str(hat.helper.train_dir / "last.pt")
     assert by_id["hat-svhn"].runs[0].helper.owner is hat.helper  # one helper for every mini HAT row
     assert tuple(plan.attacks) == ("natural", "pgd20", "cw30", "aa") and plan.aa_n == 256
     text = format_plan(plan)
@@ -245,7 +244,8 @@ def test_timing_table_reads_epoch_times_and_divides_by_natural(tmp_path):
         run = rp.runs[0].train_dir
         run.mkdir(parents=True)
         (run / "summary.json").write_text(json.dumps({"checkpoint": "best.pt", "checkpoint_epoch": 2}))
-        (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch_time_s": t}) + "\n" for t in times))
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "epoch_time_s": t}) + "\n"
+                                                   for i, t in enumerate(times)))
     res = collect_results(plan)
     nat, trades = res["rows"]
     assert nat["cells"]["min_per_epoch"]["mean"] == pytest.approx(0.1)
@@ -322,7 +322,7 @@ def test_one_mini_row_end_to_end_then_reused_and_resumed(tmp_path, capsys):
     helper = tmp_path / "helpers" / "standard_resnet18" / "seed0"
     assert "helper standard_resnet18 seed 0: training" in out and "table1 hat-cifar10 seed 0: training" in out
     assert (helper / "summary.json").exists() and (run / "summary.json").exists()
-    assert load_config(run / "config.yaml").method.params["helper"] == str(helper / "last.pt")
+    assert load_config(run / "config.yaml").method.params.helper == str(helper / "last.pt")
     res = json.loads((tmp_path / "table1" / "results.json").read_text())
     (row,) = res["rows"]
     assert (row["id"], row["status"], row["seeds"]) == ("hat-cifar10", "done", 1)

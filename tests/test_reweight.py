@@ -12,7 +12,7 @@ from torch import nn
 
 from robustrain.attacks import pgd
 from robustrain.data.batch import Batch
-from robustrain.methods import METHODS, MethodContext, create_method
+from robustrain.methods import MethodContext, create_method, method_names
 from robustrain.methods.reweight import (
     VULNERABILITIES,
     gair_weights,
@@ -37,7 +37,7 @@ def tiny_batch(seed: int = 0, n: int = 8) -> Batch:
 
 
 def test_registered():
-    assert {"gairat", "lrat", "gairat+uiat", "lrat+uiat"} <= set(METHODS.names())
+    assert {"gairat", "lrat", "gairat+uiat", "lrat+uiat"} <= set(method_names())
 
 
 # --------------------------------------------------------------------------- GAIRAT

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustrain.data.batch import Batch
-from robustrain.methods import METHODS, MethodContext, create_method, method_params
+from robustrain.methods import METHODS, MethodContext, create_method, method_names, method_params
 from robustrain.methods.single_step import (
     GRAD_ALIGN_LAMBDA_CIFAR10,
     grad_align_penalty,
@@ -150,7 +150,7 @@ def test_grad_align_regulariser_reaches_parameters_and_zero_lambda_is_fgsm():
 # --------------------------------------------------------------------------- registry
 @pytest.mark.parametrize("name", NAMES)
 def test_registered_with_uiat_variant(name):
-    assert name in METHODS.names() and f"{name}+uiat" in METHODS.names()
+    assert name in METHODS.names() and f"{name}+uiat" in method_names()
 
 
 @pytest.mark.parametrize("name", [*NAMES, "n_fgsm+uiat"])

@@ -7,9 +7,9 @@ import torch
 from robustrain.config import ScheduleConfig, load_config
 from robustrain.schedules import lr_at
 from robustrain.train import EMA, CheckpointError, load_checkpoint, save_checkpoint
-from robustrain.train.checkpoint import FORMAT, rng_state, set_rng_state
+from robustrain.artifacts.checkpoint import FORMAT, rng_state, set_rng_state
 from robustrain.schedules import SCHEDULES, momentum_at
-from robustrain.train.trainer import NonFiniteLossError, RunExistsError, fit
+from robustrain.train import BestCheckpoint, NonFiniteLossError, OverfitGuard, RunExistsError, fit
 
 
 # ------------------------------------------------------------------ schedules
@@ -181,12 +181,12 @@ def test_resume_is_bit_identical(tmp_path, tiny_overrides, extra):
 
 
 def test_nan_loss_stops_cleanly_and_keeps_checkpoints(tiny_overrides, monkeypatch):
-    import robustrain.train.trainer as trainer_mod
+    import robustrain.build as build_mod
 
-    real = trainer_mod.create_method
+    real = build_mod.create_method
 
-    def poisoned(name, ctx, **params):
-        method = real(name, ctx, **params)
+    def poisoned(*args, **kwargs):
+        method = real(*args, **kwargs)
         forward = method.forward
 
         def nan_after_first_epoch(model, batch):
@@ -198,7 +198,7 @@ def test_nan_loss_stops_cleanly_and_keeps_checkpoints(tiny_overrides, monkeypatc
         method.forward = nan_after_first_epoch
         return method
 
-    monkeypatch.setattr(trainer_mod, "create_method", poisoned)
+    monkeypatch.setattr(build_mod, "create_method", poisoned)
     cfg = load_config(None, tiny_overrides)
     with pytest.raises(NonFiniteLossError, match="epoch 2") as info:
         fit(cfg, progress=False, verbose=False)
@@ -225,25 +225,45 @@ def test_progress_bar_renders(tiny_overrides, capsys):
     assert "final evaluation" in captured.out
 
 
-def _fake_guard(monkeypatch, values):
-    """Make the guard's accuracy follow ``values`` epoch by epoch (other evaluations are real)."""
-    import robustrain.train.trainer as trainer_mod
+class _ScriptedGuard(OverfitGuard):
+    """The guard with its accuracy following ``values`` epoch by epoch (other evaluations are real)."""
 
-    real = trainer_mod.evaluate_attacks
-    it = iter(values)
+    def __init__(self, values, **kwargs):
+        super().__init__(**kwargs)
+        self.values = iter(values)
 
-    def fake(model, x, y, attacks, **kw):
-        if list(attacks) == ["pgd"] and x.shape[0] == 16:
-            return {"pgd": next(it)}
-        return real(model, x, y, attacks, **kw)
+    def measure(self, run):
+        return next(self.values)
 
-    monkeypatch.setattr(trainer_mod, "evaluate_attacks", fake)
+
+def _scripted_callbacks(cfg, values):
+    guard = _ScriptedGuard(values, attack=cfg.guard.attack, drop=cfg.guard.drop, stop=cfg.guard.stop, seed=cfg.seed)
+    return [guard, BestCheckpoint.from_config(cfg)]
+
+
+def test_overfit_guard_flags_a_fall_below_the_drop_and_keeps_its_best():
+    guard = OverfitGuard(attack="pgd", drop=0.5, stop=False)
+    assert [guard.update(v) for v in (0.0, 0.40, 0.25, 0.19, 0.45)] == [False, False, False, True, False]
+    restored = OverfitGuard(attack="pgd")
+    restored.load_state_dict(guard.state_dict())
+    assert restored.best == 0.45 and restored.update(0.2) is True
+    # a checkpoint written before callbacks had their own keys
+    assert OverfitGuard().legacy_state({"guard_best": 0.3}) == {"best": 0.3}
+
+
+def test_best_checkpoint_prefers_the_later_epoch_on_ties_and_round_trips():
+    best = BestCheckpoint(monitor="pgd20", every=2, epochs=5)
+    assert [best.update(a, e) for e, a in enumerate((0.2, 0.3, 0.3, 0.1), start=1)] == [True, True, True, False]
+    assert best.state_dict() == {"best": 0.3, "best_epoch": 3}
+    other = BestCheckpoint(monitor="pgd20")
+    other.load_state_dict(best.state_dict())
+    assert (other.best, other.best_epoch) == (0.3, 3)
+    assert BestCheckpoint().legacy_state({"best": 0.5, "best_epoch": 2}) == {"best": 0.5, "best_epoch": 2}
 
 
 def test_guard_warns_and_logs_collapse(tiny_overrides, monkeypatch, capsys):
-    _fake_guard(monkeypatch, [0.40, 0.10, 0.45])
     cfg = load_config(None, tiny_overrides + ["train.epochs=3", "guard.n=16", "eval.attack=pgd20"])
-    summary = fit(cfg, progress=False, verbose=False)
+    summary = fit(cfg, progress=False, verbose=False, callbacks=_scripted_callbacks(cfg, [0.40, 0.10, 0.45]))
     err = capsys.readouterr().err
     assert "catastrophic overfitting at epoch 2" in err and "40.0% to 10.0%" in err
     import pathlib
@@ -255,9 +275,8 @@ def test_guard_warns_and_logs_collapse(tiny_overrides, monkeypatch, capsys):
 
 
 def test_guard_stop_ends_run_and_keeps_best(tiny_overrides, monkeypatch):
-    _fake_guard(monkeypatch, [0.40, 0.10, 0.45])
     cfg = load_config(None, tiny_overrides + ["train.epochs=3", "guard.n=16", "guard.stop=true"])
-    summary = fit(cfg, progress=False, verbose=False)
+    summary = fit(cfg, progress=False, verbose=False, callbacks=_scripted_callbacks(cfg, [0.40, 0.10, 0.45]))
     import pathlib
 
     run = pathlib.Path(cfg.out_dir) / cfg.run_name

@@ -13,11 +13,13 @@ vendored; this module only fixes the protocol around it:
   as *flags* and returned, never lost in a log; the adapter adds its own checks (adversarial
   examples outside the eps-ball or [0, 1], predictions that change when re-evaluated);
 - long runs are resumable: the images are attacked in chunks and a small JSON state of the
-  finished chunks is written atomically into ``state_dir`` after each one, keyed by a
-  fingerprint of the settings, the data and the weights, so rerunning the same evaluation
-  continues where it stopped (and a state of another model or setting is never reused).
-  pyautoattack's own ``state_path`` is not used: in version 0.2.0 it writes the attack set as
-  a string, so a restored state never matches and raises;
+  finished chunks (:class:`~robustrain.attacks.autoattack_state.ChunkState`) is written
+  atomically into ``state_dir`` after each one, keyed by a fingerprint of the settings, the
+  data and the weights, so rerunning the same evaluation continues where it stopped (and a
+  state of another model or setting is never reused): :func:`run_autoattack` is "for each
+  chunk: skip if done, attack, record". pyautoattack's own ``state_path`` is not used: in
+  version 0.2.0 it writes the attack set as a string, so a restored state never matches and
+  raises;
 - the package's verbose output goes to ``log_path`` (or nowhere); ``verbose=True`` also
   prints it.
 
@@ -42,9 +44,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -53,8 +53,10 @@ from typing import Any, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from robustrain.utils.fileio import write_json
+from robustrain.attacks.autoattack_state import ChunkState
+from robustrain.data.batch import to_unit_float
 from robustrain.utils.runtime import fp32_eval
 
 __all__ = [
@@ -73,7 +75,6 @@ __all__ = [
 
 INSTALL_HINT = "AutoAttack needs the pyautoattack package: pip install -e '.[autoattack]'"
 FLAGS_DOC = "https://github.com/fra31/auto-attack/blob/master/flags_doc.md"
-_STATE_FORMAT = "robustrain-autoattack-state-v1"
 
 #: the package's attack names (usable in a custom list)
 AA_ATTACKS = ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t")
@@ -330,8 +331,12 @@ def _build(pyautoattack, model: nn.Module, spec: AutoAttackSpec, *, seed: int, d
     return aa, notes
 
 
-def _prepare(x: Tensor) -> Tensor:
-    return x.float().div(255) if x.dtype == torch.uint8 else x.float()
+def _build_for(pyautoattack, model: nn.Module, spec: AutoAttackSpec, x: Tensor, *, seed: int,
+               device: torch.device) -> tuple[Any, list[str]]:
+    """:func:`_build` with the number of classes read from the model's output on ``x[:1]``."""
+    with torch.no_grad():
+        num_classes = int(model(x[:1].to(device)).shape[1])
+    return _build(pyautoattack, model, spec, seed=seed, device=device, num_classes=num_classes)
 
 
 def _predict(model: nn.Module, x: Tensor, device: torch.device, batch_size: int) -> Tensor:
@@ -363,44 +368,6 @@ def _attack_chunk(aa: Any, model: nn.Module, x: Tensor, y: Tensor, *, norm: str,
         notes.append(f"{flipped} unperturbed images changed prediction when re-evaluated: the model is not "
                      "deterministic in eval mode (randomised defence? use aa-rand)")
     return x_adv, clean, clean & again, notes
-
-
-# ------------------------------------------------------------------------ state files
-def _hash_tensor(h: "hashlib._Hash", t: Tensor) -> None:
-    t = t.detach().cpu().contiguous().reshape(-1)
-    h.update(str((t.dtype, t.numel())).encode())
-    h.update(t.view(torch.uint8).numpy().tobytes())
-
-
-def _fingerprint(model: nn.Module, images: Tensor, labels: Tensor, settings: dict[str, Any]) -> str:
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        _hash_tensor(h, t)
-    _hash_tensor(h, images)
-    _hash_tensor(h, labels)
-    return h.hexdigest()
-
-
-def _read_state(path: Path, key: str) -> dict[str, Any]:
-    """Finished chunks of an earlier run with the same fingerprint; {} for none or a bad file."""
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # written atomically, so only a foreign file lands here: start over
-    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT or state.get("key") != key:
-        return {}
-    return state.get("chunks", {})
-
-
-def _bits(t: Tensor) -> str:
-    return "".join("1" if v else "0" for v in t.tolist())
-
-
-def _unbits(s: str) -> Tensor:
-    return torch.tensor([c == "1" for c in s], dtype=torch.bool)
 
 
 # --------------------------------------------------------------------------- public
@@ -467,9 +434,6 @@ def run_autoattack(
         ImportError: pyautoattack is not installed (the message says how to install it).
         ValueError: invalid version, attack list, norm, eps or shapes.
     """
-    from tqdm.auto import tqdm
-
-
     spec = AutoAttackSpec(version, tuple(attacks or ()), norm=norm, eps=eps, chunk_size=chunk_size,
                           options=tuple((options or {}).items()))
     _check_inputs(images, labels, batch_size)
@@ -484,16 +448,10 @@ def run_autoattack(
         "options": {k: v for k, v in spec.options},
         "package": f"pyautoattack {getattr(pyautoattack, '__version__', '?')}",
     }
-    state_path = None
-    log = Path(log_path) if log_path is not None else None
-    done: dict[str, Any] = {}
-    if state_dir is not None:
-        key = _fingerprint(model, images, labels, settings)
-        state_path = Path(state_dir) / f"aa-{key[:16]}.json"
-        log = log or state_path.with_suffix(".log")
-        done = _read_state(state_path, key)
+    state = ChunkState.open(state_dir, model, images, labels, settings)
+    log = Path(log_path) if log_path is not None else state.log_path
     starts = list(range(0, n, spec.chunk_size))
-    resumed = sum(str(s) in done for s in starts)
+    resumed = state.count_done(starts)
     flags: list[str] = []
     clean_all, robust_all = [], []
     cpu_rng = torch.get_rng_state()
@@ -504,28 +462,20 @@ def run_autoattack(
             aa, notes = None, []
             for start in starts:
                 stop = min(start + spec.chunk_size, n)
-                record = done.get(str(start))
-                if record is None:
-                    x = _prepare(images[start:stop].detach().cpu())
+                if not state.is_done(start):
+                    x = to_unit_float(images[start:stop].detach().cpu())
                     y = labels[start:stop].detach().cpu().long()
                     with _captured(log, verbose) as chunk_flags:
-                        if aa is None:
-                            with torch.no_grad():
-                                num_classes = int(model(x[:1].to(device)).shape[1])
-                            aa, notes = _build(pyautoattack, model, spec, seed=seed, device=device,
-                                               num_classes=num_classes)
+                        if aa is None:  # built once, on the first chunk that needs it
+                            aa, notes = _build_for(pyautoattack, model, spec, x, seed=seed, device=device)
                             aa.verbose = log is not None or verbose
                         _, clean, robust, checks = _attack_chunk(aa, model, x, y, norm=spec.norm, eps=spec.eps,
                                                                  device=device, batch_size=batch_size)
-                    record = {"clean": _bits(clean), "robust": _bits(robust),
-                              "flags": list(dict.fromkeys(notes + chunk_flags + checks))}
-                    if state_path is not None:
-                        done[str(start)] = record
-                        write_json({"format": _STATE_FORMAT, "key": key, "settings": settings,
-                                            "chunks": done}, state_path)
-                clean_all.append(_unbits(record["clean"]))
-                robust_all.append(_unbits(record["robust"]))
-                flags.extend(f for f in record["flags"] if f not in flags)
+                    state.record(start, clean, robust, list(dict.fromkeys(notes + chunk_flags + checks)))
+                clean, robust, chunk_flags = state.result(start)
+                clean_all.append(clean)
+                robust_all.append(robust)
+                flags.extend(f for f in chunk_flags if f not in flags)
                 bar.update(stop - start)
     finally:
         bar.close()
@@ -586,10 +536,8 @@ def autoattack(
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
         with fp32_eval(model), _captured(None, False) as flags:
-            xc, yc = _prepare(x.detach().cpu()), y.detach().cpu().long()
-            with torch.no_grad():
-                num_classes = int(model(xc[:1].to(device)).shape[1])
-            aa, notes = _build(pyautoattack, model, spec, seed=seed, device=device, num_classes=num_classes)
+            xc, yc = to_unit_float(x.detach().cpu()), y.detach().cpu().long()
+            aa, notes = _build_for(pyautoattack, model, spec, xc, seed=seed, device=device)
             aa.verbose = False
             x_adv, _ = aa.run_standard_evaluation(xc, yc, batch_size=bs)
     finally:

@@ -1,4 +1,6 @@
-"""Typed, frozen configuration: dataclass schema, YAML + dotted overrides."""
+"""Typed, frozen configuration: dataclass schema (:mod:`~robustrain.config.schema`), YAML +
+dotted overrides (:mod:`~robustrain.config.load`), and the one validation step that checks
+registry names and keeps the typed component params (:mod:`~robustrain.config.validate`)."""
 
 from robustrain.config.load import (
     CONFIG_DIR,
@@ -16,6 +18,9 @@ from robustrain.config.schema import (
     FINAL_ATTACKS,
     ComponentConfig,
     Config,
+    MethodConfig,
+    ModelConfig,
+    PluginConfig,
     DataConfig,
     EvalConfig,
     ExtraDataConfig,
@@ -33,6 +38,9 @@ __all__ = [
     "DataConfig",
     "EvalConfig",
     "ExtraDataConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "PluginConfig",
     "FINAL_ATTACKS",
     "GuardConfig",
     "OptimConfig",

@@ -6,8 +6,11 @@ values are rejected there, before anything runs or is written. The defaults belo
 project's *main job*: a robust small CNN on ``cifar10-mini`` that trains on 2 CPU cores in a
 few minutes. Paper-scale settings live in ``configs/*.yaml``.
 
-Component sections (``model``, ``method``) hold a registry ``name`` plus that entry's own
-parameters, validated against the registry (``robustrain list models|methods``).
+Component sections hold a registry ``name`` plus that entry's own parameters, validated
+against the registry once (``robustrain list models|methods``) and kept in their typed form:
+``method`` is a :class:`MethodConfig` (the method's frozen Params instance) or, for a
+composite ``<base>+<plugin>``, a :class:`PluginConfig`; ``model`` is a
+:class:`ComponentConfig` whose params are resolved (defaults filled in).
 """
 
 from __future__ import annotations
@@ -16,13 +19,20 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from robustrain.methods import PluggedParams, UIATParams
+from robustrain.models import model_params
 from robustrain.schedules import ScheduleParams
 
 __all__ = [
     "Config",
     "DataConfig",
     "ExtraDataConfig",
+    "COMPONENT_SECTIONS",
     "ComponentConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "PluginConfig",
+    "model_defaults",
     "OptimConfig",
     "ScheduleConfig",
     "ScheduleParams",
@@ -34,6 +44,9 @@ __all__ = [
 
 #: the schedule section is the schedule component's own params (``robustrain.schedules``)
 ScheduleConfig = ScheduleParams
+
+#: the sections that name a registry entry and carry its parameters flat (``method: {name: ..., beta: 6}``)
+COMPONENT_SECTIONS = ("model", "method")
 
 #: the evaluation table printed at the end of every run (DESIGN.md protocol)
 FINAL_ATTACKS = ("natural", "pgd20", "cw30")
@@ -112,13 +125,66 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ComponentConfig:
-    """A registry entry and its parameters, e.g. ``method: {name: trades, beta: 6.0}``."""
+    """A registry entry and its parameters, e.g. ``model: {name: wrn34_10, activation: silu}``.
+
+    After validation the params are resolved: every parameter of the entry, defaults filled in
+    (:func:`model_defaults` for models).
+    """
 
     name: str
     params: Mapping[str, Any] = field(default_factory=_frozen)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", _frozen(self.params))
+
+
+#: the model section (name + resolved architecture params)
+ModelConfig = ComponentConfig
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """Every parameter of model ``name`` with its default: ``activation`` (``relu``; every
+    model takes one) and the factory's own keyword defaults (:func:`robustrain.models.model_params`).
+
+    Raises:
+        KeyError: unknown model.
+    """
+    return {"activation": "relu", **model_params(name)}
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """A base method and its typed hyper-parameters, built and checked once when the config
+    is loaded, e.g. ``MethodConfig("trades", TRADESParams(beta=6.0))``.
+
+    ``create_method(cfg.method.name, ctx, cfg.method.params)`` builds the method.
+    """
+
+    name: str
+    params: Any
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """A composite ``<base>+<plugin>`` method (``pgd_at+uiat``): the base's section and the
+    plug-in's typed Params. Users still write the keys flat (``method: {name: pgd_at+uiat,
+    steps: 5, lam: 3.5}``); validation splits them by the two Params' fields.
+
+    Attributes:
+        name: the composite name as written.
+        base: the base method's section (``MethodConfig("pgd_at", PGDATParams(steps=5))``).
+        plugin: the plug-in's Params (``UIATPluginParams(lam=3.5)``).
+    """
+
+    name: str
+    base: MethodConfig
+    plugin: Any
+
+    @property
+    def params(self) -> PluggedParams:
+        """Both parts as one typed value (fields readable by name, base first), what
+        ``create_method(self.name, ctx, self.params)`` takes."""
+        return PluggedParams(self.base.params, self.plugin)
 
 
 @dataclass(frozen=True)
@@ -260,8 +326,8 @@ class Config:
     out_dir: str = "runs"
     name: str = ""
     data: DataConfig = field(default_factory=DataConfig)
-    model: ComponentConfig = field(default_factory=lambda: ComponentConfig("small_cnn"))
-    method: ComponentConfig = field(default_factory=lambda: ComponentConfig("uiat"))
+    model: ComponentConfig = field(default_factory=lambda: ComponentConfig("small_cnn", model_defaults("small_cnn")))
+    method: MethodConfig | PluginConfig = field(default_factory=lambda: MethodConfig("uiat", UIATParams()))
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -13,7 +13,7 @@ Example:
 """
 
 from .augment import CropFlipParams, apply_crop_flip, random_crop_flip, sample_crop_flip
-from .batch import Batch
+from .batch import Batch, to_unit_float
 from .checksums import CHECKSUMS, CONTENT_CHECKSUMS
 from .download import DownloadError
 from .errors import DatasetFileError
@@ -31,19 +31,12 @@ from .registry import (
     search_dirs,
 )
 from .synthetic import make_synthetic
-from .extra import (
-    ExtraData,
-    MixedLoader,
-    MixedPlan,
-    load_extra_data,
-    mix_counts,
-    mixed_epoch_length,
-    open_npz_member,
-    save_extra_data,
-)
+from .mixed_loader import MixedLoader, MixedPlan, mix_counts, mixed_epoch_length
+from .npz import ExtraData, load_extra_data, open_npz_member, save_extra_data
 
 __all__ = [
     "Batch",
+    "to_unit_float",
     "DatasetInfo",
     "ArraySplit",
     "SPLITS",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .augment import CropFlipParams, apply_crop_flip, sample_crop_flip
-from .batch import Batch
+from .batch import Batch, to_unit_float
 from .info import DatasetInfo
 from .registry import get_dataset_info, load_split
 
@@ -223,7 +223,7 @@ class DeviceLoader:
                 x = apply_crop_flip(x, params.select(slice(lo, hi)), pad=self.pad)
             # float conversion per batch only: the resident copy stays uint8 (4x smaller).
             yield Batch(
-                x.float().div_(255.0),
+                to_unit_float(x),
                 self.labels.index_select(0, pos),
                 self.ids.index_select(0, pos),
             )

@@ -1,10 +1,43 @@
-"""Robust evaluation: accuracy tables under the DESIGN.md protocol."""
+"""Layer 6: robust evaluation, honest by construction (fp32, eval mode, a fixed seed).
 
-from robustrain.eval.loading import LoadedModel, load_model
-from robustrain.eval.robust import PROTOCOL, build_eval_attacks, evaluate_attacks, format_table
+* :mod:`~robustrain.eval.robust` — accuracy tables under the DESIGN.md protocol, and
+  :func:`evaluate_checkpoint`, the one checkpoint -> model -> table path (``fit``'s final table,
+  ``robustrain eval`` and the reproduce harness all use it);
+* :mod:`~robustrain.eval.figures` — the papers' figures, one module per figure;
+* :mod:`~robustrain.eval.runs` / :mod:`~robustrain.eval.report` — reading run folders, per-run reports.
+
+Loading models (``load_model``, ``LoadedModel``) lives in :mod:`robustrain.artifacts` and AutoAttack
+in :mod:`robustrain.attacks.autoattack`; both are re-exported here.
+"""
+
+from robustrain.artifacts import LoadedModel, load_model
 from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec, parse_autoattack_name, run_autoattack
-from robustrain.eval.robust import RobustEvaluation, describe_protocol, evaluate_robustness
+from robustrain.eval.robust import (
+    PROTOCOL,
+    EvalRecord,
+    RobustEvaluation,
+    build_eval_attacks,
+    describe_protocol,
+    evaluate_attacks,
+    evaluate_checkpoint,
+    evaluate_robustness,
+    format_table,
+)
 
-__all__ = ["LoadedModel", "load_model", "PROTOCOL", "build_eval_attacks", "evaluate_attacks", "format_table"]
-__all__ += ["AutoAttackResult", "AutoAttackSpec", "parse_autoattack_name", "run_autoattack",
-            "RobustEvaluation", "describe_protocol", "evaluate_robustness"]
+__all__ = [
+    "AutoAttackResult",
+    "AutoAttackSpec",
+    "EvalRecord",
+    "LoadedModel",
+    "PROTOCOL",
+    "RobustEvaluation",
+    "build_eval_attacks",
+    "describe_protocol",
+    "evaluate_attacks",
+    "evaluate_checkpoint",
+    "evaluate_robustness",
+    "format_table",
+    "load_model",
+    "parse_autoattack_name",
+    "run_autoattack",
+]

@@ -18,6 +18,15 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import yaml
+
+from robustrain.artifacts import load_checkpoint
+from robustrain.config import config_from_dict, dump_config
+from robustrain.data import get_dataset_info
+from robustrain.eval.figures import curves_figure, perturbation_figure, universal_perturbations
+from robustrain.eval.plots import require_matplotlib
+from robustrain.eval.robust import format_table
+from robustrain.eval.runs import load_run
 from robustrain.utils.fileio import write_atomic
 
 __all__ = ["write_report", "metrics_table", "final_table"]
@@ -75,8 +84,6 @@ def final_table(summary: Mapping[str, Any]) -> str:
     """The final evaluation of ``summary.json`` as markdown: the accuracy table (%), which
     checkpoint and weights, how many test images, how the checkpoint was selected, the
     protocol."""
-    from robustrain.eval.robust import format_table
-
     cfg = summary.get("config", {})
     name = f"{cfg.get('method', {}).get('name', '?')} / {cfg.get('model', {}).get('name', '?')}"
     acc = summary.get("final", {})
@@ -93,10 +100,6 @@ def final_table(summary: Mapping[str, Any]) -> str:
 
 
 def _config_yaml(run: Path, summary: Mapping[str, Any] | None) -> str:
-    import yaml
-
-    from robustrain.config import config_from_dict, dump_config
-
     file = run / "config.yaml"
     raw = yaml.safe_load(file.read_text()) if file.is_file() else (summary or {}).get("config", {})
     try:
@@ -106,11 +109,6 @@ def _config_yaml(run: Path, summary: Mapping[str, Any] | None) -> str:
 
 
 def _has_universal_perturbations(checkpoint: Path) -> bool:
-    from robustrain.config import config_from_dict
-    from robustrain.data import get_dataset_info
-    from robustrain.eval.analyses import universal_perturbations
-    from robustrain.train.checkpoint import load_checkpoint
-
     if not checkpoint.is_file():
         return False
     ckpt = load_checkpoint(checkpoint)
@@ -124,9 +122,6 @@ def _has_universal_perturbations(checkpoint: Path) -> bool:
 
 def _figures(run: Path, folder: Path, has_metrics: bool) -> list[tuple[str, Path]]:
     """Draw the run's figures into ``folder``; (caption, png) pairs."""
-    from robustrain.eval.analyses import curves_figure, perturbation_figure
-    from robustrain.eval.plots import require_matplotlib
-
     require_matplotlib()
     out: list[tuple[str, Path]] = []
     if has_metrics:
@@ -150,8 +145,6 @@ def write_report(run: str | Path, out: str | Path | None = None, *, figures: boo
         ValueError: ``run`` is not a run folder.
         PlotDependencyError: ``figures`` without matplotlib.
     """
-    from robustrain.eval.runs import load_run
-
     run = Path(run)
     info = load_run(run)
     out = Path(out) if out is not None else run / "report.md"

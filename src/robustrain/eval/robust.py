@@ -35,17 +35,30 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec, canonical_norm, parse_autoattack_name
+from robustrain.artifacts import LoadedModel, load_model
+from robustrain.attacks import ATTACKS, CW, FGSM, PGD, create_attack
+from robustrain.attacks.autoattack import (
+    AutoAttackResult,
+    AutoAttackSpec,
+    canonical_norm,
+    default_eps,
+    parse_autoattack_name,
+)
+from robustrain.data import to_unit_float
+from robustrain.utils import distributed as ddp
 from robustrain.utils.runtime import fp32_eval
 from robustrain.utils.units import format_eps
 
 __all__ = [
+    "EvalRecord",
     "PROTOCOL",
     "RobustEvaluation",
     "build_eval_attacks",
     "describe_protocol",
     "evaluate_attacks",
+    "evaluate_checkpoint",
     "evaluate_robustness",
     "format_table",
 ]
@@ -67,9 +80,6 @@ def _threat(attack: Any) -> tuple[str, float] | None:
 
 
 def _build_one(name: str, eps: float | None, norm: str, overrides: Mapping[str, Any]) -> Attack | None:
-    from robustrain.attacks import ATTACKS, create_attack
-    from robustrain.attacks.autoattack import default_eps
-
     if name == "natural":
         return None
     aa = parse_autoattack_name(name, norm=norm, eps=eps)
@@ -117,8 +127,6 @@ def build_eval_attacks(
 
 
 def _describe_one(attack: Any, with_threat: bool) -> str:
-    from robustrain.attacks import CW, FGSM, PGD
-
     threat = ""
     if with_threat and _threat(attack) is not None:
         n, e = _threat(attack)
@@ -195,6 +203,7 @@ def evaluate_robustness(
     aa_state: str | Path | None = None,
     aa_log: str | Path | None = None,
     aa_verbose: bool = False,
+    shard: bool = False,
 ) -> RobustEvaluation:
     """Accuracy of ``model`` under each attack, with the protocol line and AutoAttack flags.
 
@@ -213,14 +222,16 @@ def evaluate_robustness(
         aa_state: folder for AutoAttack's resume state (None: no resume).
         aa_log: file for AutoAttack's verbose output (default: beside its state, or none).
         aa_verbose: also print AutoAttack's output.
+        shard: under DDP, rank r evaluates images r, r + W, ... and the correct counts are
+            all-reduced, so every rank gets the same accuracies (exact integer sums); the
+            protocol is unchanged, only which random start an image draws differs from a
+            one-process evaluation. Without a process group: no effect.
 
     Raises:
         ValueError: mismatched shapes, eps/norm given with a mapping of built attacks, or
             an invalid attack setting.
         ImportError: an AutoAttack name without the pyautoattack package.
     """
-    from tqdm.auto import tqdm
-
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
     if isinstance(attacks, Mapping):
@@ -230,6 +241,9 @@ def evaluate_robustness(
         attacks = build_eval_attacks(attacks, eps=eps, norm=norm)
     if device is None:
         device = next(model.parameters()).device
+    if shard and ddp.is_distributed():
+        return _evaluate_sharded(model, images, labels, attacks, batch_size=batch_size, device=device, seed=seed,
+                                 progress=progress, aa_state=aa_state, aa_log=aa_log, aa_verbose=aa_verbose)
     n = images.shape[0]
     results: dict[str, float] = {}
     aa_results: dict[str, AutoAttackResult] = {}
@@ -252,7 +266,7 @@ def evaluate_robustness(
                            disable=not progress, unit="batch")
                 for start in bar:
                     x = images[start : start + batch_size].to(device, non_blocking=True)
-                    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+                    x = to_unit_float(x)
                     y = labels[start : start + batch_size].to(device, non_blocking=True)
                     if attack is not None:
                         x = attack(model, x, y)
@@ -264,6 +278,79 @@ def evaluate_robustness(
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
     return RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results)
+
+
+def _evaluate_sharded(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      attacks: Mapping[str, Attack | None], **kwargs: Any) -> RobustEvaluation:
+    """:func:`evaluate_robustness` on this rank's shard, the correct counts summed over ranks."""
+    xs, ys = ddp.shard(images), ddp.shard(labels)
+    local = evaluate_robustness(model, xs, ys, attacks, **kwargs) if xs.shape[0] else None
+    acc = local.accuracy if local is not None else {}
+    device = next(model.parameters()).device
+    counts = torch.tensor([round(acc.get(name, 0.0) * xs.shape[0]) for name in attacks],
+                          dtype=torch.float64, device=device)
+    accuracy = dict(zip(attacks, (ddp.all_reduce_sum(counts) / images.shape[0]).tolist()))
+    return RobustEvaluation(accuracy, describe_protocol(attacks), int(images.shape[0]),
+                            local.autoattack if local is not None else {})
+
+
+@dataclass
+class EvalRecord:
+    """What :func:`evaluate_checkpoint` measured, and on which weights.
+
+    Attributes:
+        path: the file evaluated.
+        loaded: the model and what is known about it (dataset, weights, epoch, config dict).
+        result: accuracies, protocol line, image count and AutoAttack details.
+    """
+
+    path: Path
+    loaded: LoadedModel
+    result: RobustEvaluation
+
+    @property
+    def accuracy(self) -> dict[str, float]:
+        return self.result.accuracy
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: Iterable[str] | Mapping[str, Attack | None],
+    *,
+    device: torch.device | str = "cpu",
+    ema: bool = True,
+    warn_flags: bool = False,
+    **kwargs: Any,
+) -> EvalRecord:
+    """Load a checkpoint or exported model and evaluate it: the one checkpoint -> model -> table
+    path, used by ``fit``'s final table, ``robustrain eval`` and the reproduce harness.
+
+    Args:
+        path: a ``best.pt`` / ``last.pt`` or an exported ``OUT.pt`` (with its card).
+        images, labels: the evaluation set (uint8 or [0, 1] float images, int64 labels).
+        attacks: attack names or built attacks, as :func:`evaluate_robustness`.
+        device: where to load and run the model.
+        ema: evaluate the EMA weights when the checkpoint has them (the protocol; default True).
+        warn_flags: issue AutoAttack's sanity flags as ``UserWarning`` as well.
+        **kwargs: the remaining arguments of :func:`evaluate_robustness` (``eps``, ``norm``,
+            ``batch_size``, ``seed``, ``progress``, ``aa_state``, ``shard`` ...).
+
+    Raises:
+        CheckpointError: a missing, corrupt or foreign file.
+    """
+    loaded = load_model(path, device, ema=ema)
+    result = evaluate_robustness(loaded.model, images, labels, attacks, device=device, **kwargs)
+    if warn_flags:
+        _warn_flags(result)
+    return EvalRecord(Path(path), loaded, result)
+
+
+def _warn_flags(result: RobustEvaluation) -> None:
+    for name, flags in result.flags.items():
+        for flag in flags:
+            warnings.warn(f"AutoAttack flag ({name}): {flag}", stacklevel=3)
 
 
 def evaluate_attacks(
@@ -279,6 +366,7 @@ def evaluate_attacks(
     eps: float | None = None,
     norm: str = "Linf",
     aa_state: str | Path | None = None,
+    shard: bool = False,
 ) -> dict[str, float]:
     """Accuracy (in [0, 1]) of ``model`` on ``images`` under each attack.
 
@@ -298,12 +386,11 @@ def evaluate_attacks(
         eps: radius for attack names (default None: each attack's own, 8/255 for Linf).
         norm: ``Linf`` (default) | ``L2``, for attack names.
         aa_state: folder for AutoAttack's resume state (None: no resume).
+        shard: split the images over DDP ranks (see :func:`evaluate_robustness`).
     """
     out = evaluate_robustness(model, images, labels, attacks, eps=eps, norm=norm, batch_size=batch_size,
-                              device=device, seed=seed, progress=progress, aa_state=aa_state)
-    for name, flags in out.flags.items():
-        for flag in flags:
-            warnings.warn(f"AutoAttack flag ({name}): {flag}", stacklevel=2)
+                              device=device, seed=seed, progress=progress, aa_state=aa_state, shard=shard)
+    _warn_flags(out)
     return out.accuracy
 
 

@@ -103,34 +103,10 @@ def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
     from robustrain.config import config_from_dict, config_to_dict
 
     try:
-        nested = config_to_dict(config_from_dict(config))
+        nested = config_to_dict(config_from_dict(config))  # defaults spelled out
     except ValueError:  # a run from an older schema: compare it as written
         nested = dict(config)
-    defaults = {"method": _method_defaults, "model": _model_defaults}
-    for section, fill in defaults.items():
-        comp = nested.get(section)
-        if isinstance(comp, Mapping) and isinstance(comp.get("name"), str):
-            nested[section] = {**fill(comp["name"]), **comp}
     return _flatten(nested)
-
-
-def _method_defaults(name: str) -> dict[str, Any]:
-    from robustrain.methods import method_params
-
-    try:
-        return {f.name: f.default for f in dataclasses.fields(method_params(name))
-                if f.default is not dataclasses.MISSING}
-    except KeyError:
-        return {}
-
-
-def _model_defaults(name: str) -> dict[str, Any]:
-    from robustrain.models import model_params
-
-    try:
-        return dict(model_params(name))
-    except KeyError:
-        return {}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

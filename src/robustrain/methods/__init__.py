@@ -1,15 +1,32 @@
 """Training methods: stateful loss modules ``method(model, batch) -> LossOutput``.
 
-Build one from a config with :func:`create_method` (names: ``METHODS.names()``); the
-hyper-parameters of each are the fields of ``method_params(name)``. The loss formulas live
-once, as pure functions, in :mod:`robustrain.methods.losses`.
+Build one from a config with :func:`create_method` (names: :func:`method_names`); the
+hyper-parameters of each are the fields of ``method_params(name)`` (:func:`method_fields`
+for any name). The loss formulas live once, as pure functions, in
+:mod:`robustrain.methods.losses`.
 
-``<base>+uiat`` (the UIAT regulariser on a base method) is registered for every base method
-by :func:`register_uiat_plugins`, called at the END of this module: import a new family's
-module above that call and its ``<name>+uiat`` exists with no further code.
+``METHODS`` holds the base methods; ``<base>+uiat`` (the UIAT regulariser on a base method)
+is a composition, ``UIATPlugin(base_instance, UIATPluginParams(...), ctx)``, that
+:func:`create_method` builds from the name for every base without ``uiat_pluggable = False``:
+a new family's module imported below has its ``<name>+uiat`` with no further code.
 """
 
+# the method modules are imported for their registrations too
+from robustrain.methods import at, hat, inverse, reweight, single_step  # noqa: F401
+from robustrain.methods.at import MART, PGDAT, TRADES, MARTParams, PGDATParams, Standard, StandardParams, TRADESParams
 from robustrain.methods.base import LossOutput, Method, MethodContext
+from robustrain.methods.hat import HAT, HATParams
+from robustrain.methods.inverse import (
+    IAT,
+    UIAT,
+    IATParams,
+    InverseTargets,
+    UIATOneOff,
+    UIATOneOffParams,
+    UIATParams,
+    UIATPlugin,
+    UIATPluginParams,
+)
 from robustrain.methods.losses import (
     LossTerms,
     inverse_loss,
@@ -21,40 +38,22 @@ from robustrain.methods.losses import (
     uiat_loss,
     uiat_regulariser,
 )
-from robustrain.methods.registry import METHODS, create_method, method_params
-
-from robustrain.methods.params import PGDAdversaryParams  # noqa: E402  isort: skip
-
-# imported for their registrations
-from robustrain.methods import at  # noqa: E402,F401  isort: skip
-from robustrain.methods.at import (  # noqa: E402  isort: skip
-    MART,
-    PGDAT,
-    TRADES,
-    MARTParams,
-    PGDATParams,
-    Standard,
-    StandardParams,
-    TRADESParams,
+from robustrain.methods.params import PGDAdversaryParams
+from robustrain.methods.registry import (
+    METHODS,
+    PLUGINS,
+    MethodEntry,
+    ParamField,
+    PluggedParams,
+    create_method,
+    method_entries,
+    method_fields,
+    method_names,
+    method_params,
+    split_method_name,
+    split_params,
 )
-from robustrain.methods import inverse  # noqa: E402,F401  isort: skip
-from robustrain.methods.inverse import (  # noqa: E402  isort: skip
-    IAT,
-    UIAT,
-    IATParams,
-    UIATOneOff,
-    UIATOneOffParams,
-    UIATParams,
-    UIATPlugin,
-    UIATPluginParams,
-    register_uiat_plugins,
-)
-
-from robustrain.methods import hat  # noqa: E402,F401  isort: skip
-from robustrain.methods.hat import HAT, HATParams  # noqa: E402  isort: skip
-from robustrain.methods import reweight  # noqa: E402,F401  isort: skip
-from robustrain.methods import single_step  # noqa: E402,F401  isort: skip
-from robustrain.methods.single_step import (  # noqa: E402  isort: skip
+from robustrain.methods.single_step import (
     FGSMAT,
     NFGSM,
     RSFGSM,
@@ -65,9 +64,6 @@ from robustrain.methods.single_step import (  # noqa: E402  isort: skip
     RSFGSMParams,
 )
 
-# last: <base>+uiat for every base method imported above
-register_uiat_plugins()
-
 __all__ = [
     "HAT",
     "HATParams",
@@ -77,18 +73,23 @@ __all__ = [
     "GradAlignParams",
     "IAT",
     "IATParams",
+    "InverseTargets",
     "LossOutput",
     "LossTerms",
     "MART",
     "MARTParams",
     "METHODS",
+    "MethodEntry",
     "Method",
     "MethodContext",
     "NFGSM",
     "NFGSMParams",
+    "PLUGINS",
     "PGDAT",
     "PGDATParams",
     "PGDAdversaryParams",
+    "ParamField",
+    "PluggedParams",
     "RSFGSM",
     "RSFGSMParams",
     "Standard",
@@ -107,8 +108,12 @@ __all__ = [
     "kl_from_logits",
     "l1_per_example",
     "mart_loss",
+    "method_entries",
+    "method_fields",
+    "method_names",
     "method_params",
-    "register_uiat_plugins",
+    "split_method_name",
+    "split_params",
     "trades_loss",
     "uiat_loss",
     "uiat_regulariser",

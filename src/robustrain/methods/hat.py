@@ -35,6 +35,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustrain.artifacts import CheckpointError, load_model
+from robustrain.data import get_dataset_info
 from robustrain.utils.checks import check_nonnegative
 from robustrain.data.batch import Batch
 from robustrain.methods.at import _BetaATParams, accuracy, trades_adversary, two_view_metrics
@@ -60,11 +62,12 @@ class HATParams(_BetaATParams):
         check_nonnegative("h", self.h)
 
 
-def load_helper(path: str | Path, ctx: MethodContext) -> nn.Module:
-    """Load the helper model of HAT and check that it fits the run.
+def load_helper(path: str | Path | nn.Module, ctx: MethodContext) -> nn.Module:
+    """Resolve the helper model of HAT (a path through :func:`robustrain.artifacts.load_model`, or a
+    live module, as timm's ``_resolve_teacher``) and check that a loaded one fits the run.
 
     Args:
-        path: a training checkpoint of a ``standard`` run or an exported model file.
+        path: a training checkpoint of a ``standard`` run, an exported model file, or a module.
         ctx: the run's context (class count and image shape must match the helper's).
 
     Returns:
@@ -74,10 +77,8 @@ def load_helper(path: str | Path, ctx: MethodContext) -> nn.Module:
         CheckpointError: the file is missing or corrupt, or was trained for another class
             count or image shape.
     """
-    from robustrain.data import get_dataset_info
-    from robustrain.eval.loading import load_model
-    from robustrain.train.checkpoint import CheckpointError
-
+    if isinstance(path, nn.Module):
+        return _frozen(path)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(

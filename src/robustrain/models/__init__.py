@@ -16,6 +16,7 @@ Example:
 
 from .activations import ACTIVATIONS, make_activation
 from .base import Classifier, Normalize, NormalizedClassifier, logits_and_features
+from .ema import EMA
 from .registry import COMMON_PARAMS, MODELS, create_model, model_params, register_model
 
 # Imported for their side effect: each module registers its architectures in MODELS.
@@ -23,6 +24,7 @@ from . import preact_resnet, resnet, small_cnn, wide_resnet  # noqa: E402,F401  
 
 __all__ = [
     "ACTIVATIONS",
+    "EMA",
     "COMMON_PARAMS",
     "MODELS",
     "Classifier",

@@ -1,4 +1,11 @@
-"""Run logging: metrics as JSON lines (one object per line), optional TensorBoard."""
+"""Writing a run folder: the resolved config, metrics as JSON lines, checkpoints, the summary.
+
+:class:`RunWriter` is what rank 0 of a training run writes into its
+:class:`~robustrain.artifacts.RunDir` (file names are the RunDir's): ``config.yaml`` and
+``summary.json`` atomically, one ``metrics.jsonl`` line per epoch (flushed per record, so a crash
+loses nothing already logged, optionally mirrored to TensorBoard), ``last.pt`` atomically and
+``best.pt`` as an atomic copy of it. On other ranks it writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLogger", "read_metrics"]
+from robustrain.artifacts import RunDir, read_metrics, save_checkpoint
+from robustrain.config import Config, dump_config
+
+__all__ = ["MetricsLogger", "RunWriter", "read_metrics"]
 
 
 class MetricsLogger:
@@ -58,7 +68,46 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file."""
-    with Path(path).open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+class RunWriter:
+    """The run folder's writer (a no-op object on ranks other than 0).
+
+    Args:
+        run_dir: the run folder (checked by :meth:`RunDir.prepare` beforehand).
+        cfg: the run's config, written as ``config.yaml``.
+        clear: remove a previous run's files first (``--overwrite``).
+        enabled: False on DDP ranks other than 0.
+    """
+
+    def __init__(self, run_dir: RunDir, cfg: Config, *, clear: bool = False, enabled: bool = True) -> None:
+        self.run_dir, self.enabled = run_dir, enabled
+        self.logger: MetricsLogger | None = None
+        if not enabled:
+            return
+        if clear:
+            run_dir.clear()
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        run_dir.write_config(dump_config(cfg))
+        self.logger = MetricsLogger(run_dir.metrics, run_dir.tensorboard if cfg.train.tensorboard else None)
+
+    def save(self, ckpt: dict[str, Any], record: dict[str, Any], *, best: bool) -> None:
+        """The epoch's files: ``last.pt``, ``best.pt`` when ``best``, and its metrics line."""
+        if not self.enabled:
+            return
+        save_checkpoint(ckpt, self.run_dir.last)
+        if best:
+            self.run_dir.copy_last_to_best()
+        self.logger.log(record)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        if self.enabled:
+            self.run_dir.write_summary(summary)
+
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

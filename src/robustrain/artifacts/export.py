@@ -17,18 +17,20 @@
   beside the checkpoint: the run's ``summary.json`` and ``<checkpoint>-eval.json`` files of
   ``robustrain eval``), ``sha256`` of ``OUT.pt`` and the run's ``config``.
 
-:func:`robustrain.eval.load_model` (and so ``robustrain eval``) reads the pair back.
+:func:`robustrain.artifacts.load_model` (and so ``robustrain eval``) reads the pair back. The card's
+``model`` / ``num_classes`` / ``image_shape`` / ``mean`` / ``std`` / ``dataset`` are the fields of the
+checkpoint's :class:`~robustrain.artifacts.model_card.ModelSpec`; no Config is needed on either side.
 
 Example:
     >>> import tempfile, torch
     >>> from pathlib import Path
-    >>> from robustrain.config import config_to_dict, load_config
-    >>> from robustrain.train.checkpoint import FORMAT, save_checkpoint
-    >>> from robustrain.train.trainer import build_model
-    >>> cfg = load_config(None, ["data.name=synthetic", "model.name=small_cnn", "model.width=4"])
+    >>> from robustrain.artifacts import FORMAT, ModelSpec, save_checkpoint
+    >>> spec = ModelSpec.for_dataset("small_cnn", {"width": 4}, "synthetic")
+    >>> config = {"model": {"name": "small_cnn", "width": 4}, "data": {"name": "synthetic"},
+    ...           "method": {"name": "pgd_at", "eps": 8 / 255}}
     >>> d = Path(tempfile.mkdtemp())
-    >>> save_checkpoint({"format": FORMAT, "config": config_to_dict(cfg), "model": build_model(cfg).state_dict(),
-    ...                  "ema": None, "epoch": 2}, d / "last.pt")
+    >>> save_checkpoint({"format": FORMAT, "config": config, "model_card": spec.to_dict(),
+    ...                  "model": spec.build().state_dict(), "ema": None, "epoch": 2}, d / "last.pt")
     >>> pt, card = export_model(d / "last.pt", d / "model.pt")
     >>> state = torch.load(pt, weights_only=True)
     >>> [round(v, 3) for v in state["normalize.mean"].flatten().tolist()], "backbone.head.weight" in state
@@ -46,58 +48,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from robustrain.utils.fileio import atomic_open
+from robustrain import __version__
+from robustrain.artifacts.checkpoint import save_checkpoint
+from robustrain.artifacts.loading import load_model
+from robustrain.artifacts.model_card import EXPORT_FORMAT, export_info_path, read_export_info
+from robustrain.utils.fileio import write_json
 from robustrain.utils.units import format_eps
 
-__all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info", "write_json_atomic"]
-
-EXPORT_FORMAT = "robustrain-export-v1"
-#: keys a model card must have for :func:`robustrain.eval.load_model` to rebuild the model
-REQUIRED_KEYS = ("format", "model", "dataset", "num_classes", "image_shape", "mean", "std")
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as JSON through a temporary file, fsync and ``os.replace``: a reader
-    never sees half a file and an interrupted write leaves the old one intact."""
-    path = Path(path)
-    with atomic_open(path) as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    return path
-
-
-def export_info_path(weights: str | Path) -> Path:
-    """The model card beside exported weights: ``OUT.pt`` -> ``OUT.json``."""
-    return Path(weights).with_suffix(".json")
-
-
-def read_export_info(weights: str | Path) -> dict[str, Any]:
-    """The model card of exported weights, checked for the keys needed to rebuild the model.
-
-    Raises:
-        CheckpointError: the JSON is missing, unreadable, not a robustrain export or
-            incomplete (the message names the file and the fix).
-    """
-    from robustrain.train.checkpoint import CheckpointError
-
-    path = export_info_path(weights)
-    fix = f"re-create it with `robustrain export CHECKPOINT {Path(weights)}`"
-    if not path.is_file():
-        raise CheckpointError(f"exported weights {weights} need their model card {path}, which is missing; {fix}")
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"model card {path} is not valid JSON ({str(e)[:120]}); {fix}") from None
-    if not isinstance(info, dict) or info.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"{path} is not a robustrain model card (expected format {EXPORT_FORMAT!r}); {fix}")
-    missing = [k for k in REQUIRED_KEYS if k not in info]
-    model = info.get("model")
-    if not missing and not (isinstance(model, dict) and isinstance(model.get("name"), str)):
-        missing = ["model.name"]
-    if missing:
-        raise CheckpointError(f"model card {path} lacks {', '.join(missing)}; {fix}")
-    return info
-
+__all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info"]  # card reading: model_card
 
 def _percent(value: float | None) -> str | None:
     return None if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
@@ -166,11 +124,6 @@ def export_model(
         CheckpointError: missing or corrupt checkpoint.
         ValueError: ``out`` is the checkpoint itself or would overwrite its JSON.
     """
-    from robustrain import __version__
-    from robustrain.config import config_to_dict
-    from robustrain.eval.loading import load_model
-    from robustrain.train.checkpoint import save_checkpoint
-
     checkpoint, out = Path(checkpoint), Path(out)
     card_path = export_info_path(out)
     if out.resolve() == checkpoint.resolve() or card_path.resolve() == checkpoint.resolve():
@@ -178,23 +131,24 @@ def export_model(
     loaded = load_model(checkpoint, "cpu", ema=ema)
     if loaded.config is None:
         raise ValueError(f"{checkpoint} is already an export; copy it and {export_info_path(checkpoint)} instead")
-    cfg = loaded.config
+    cfg = loaded.config  # the run's config dict
     state = {k: v.detach().clone().contiguous() for k, v in loaded.model.state_dict().items()}
-    method_params = dict(cfg.method.params)
+    method_params = {k: v for k, v in cfg["method"].items() if k != "name"}
+    method_name, model_name = cfg["method"]["name"], loaded.spec.model
     eps = float(method_params.get("eps", 8 / 255))
     evaluations = _evaluations(checkpoint, loaded.epoch, loaded.weights)
     clean = _headline(evaluations, loaded.dataset, "natural", eps)
     aa = _headline(evaluations, loaded.dataset, "aa", eps)
     card = {
         # RobustBench model_info fields
-        "name": name or f"{cfg.method.name}-{cfg.model.name}-{loaded.dataset}",
+        "name": name or f"{method_name}-{model_name}-{loaded.dataset}",
         "link": None,
         "authors": None,
         "venue": None,
-        "additional_data": cfg.data.extra.path is not None if hasattr(cfg.data, "extra") else False,
+        "additional_data": (cfg.get("data", {}).get("extra") or {}).get("path") is not None,
         "number_forward_passes": 1,
         "dataset": loaded.dataset,
-        "architecture": cfg.model.name,
+        "architecture": model_name,
         "eps": format_eps(eps),
         "clean_acc": _percent(clean),
         "reported": None,
@@ -203,7 +157,7 @@ def export_model(
         # robustrain fields
         "format": EXPORT_FORMAT,
         "robustrain_version": __version__,
-        "model": {"name": cfg.model.name, "params": dict(cfg.model.params)},
+        "model": {"name": model_name, "params": dict(loaded.spec.params)},
         "num_classes": loaded.num_classes,
         "image_shape": list(loaded.meta.get("image_shape", ())),
         "mean": list(loaded.mean),
@@ -211,15 +165,15 @@ def export_model(
         "normalization": "inside",
         "threat_model": "Linf",
         "eps_value": eps,
-        "method": cfg.method.name,
+        "method": method_name,
         "method_params": method_params,
         "weights": loaded.weights,
         "epoch": loaded.epoch,
         "source_checkpoint": str(checkpoint),
         "evaluations": evaluations,
-        "config": config_to_dict(cfg),
+        "config": cfg,
     }
     save_checkpoint(state, out)
     card["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
-    write_json_atomic(card, card_path)
+    write_json(card, card_path)
     return out, card_path

@@ -3,9 +3,12 @@
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing that
 needs pickle's arbitrary code path):
 
-``format``, ``config`` (the resolved config as a dict), ``epoch`` (epochs completed),
-``step``, ``model``, ``ema`` (or None), ``optimizer``, ``method``, ``rng``, ``best``
-(best robust accuracy so far) and ``metrics`` (the last evaluation).
+``format``, ``config`` (the resolved config as a dict), ``model_card`` (a
+:class:`~robustrain.artifacts.model_card.ModelSpec` as a dict: the model can be rebuilt from it
+alone), ``model``, ``ema`` (or None), ``optimizer``, ``method``, ``rng``, the loop state
+(``train_state``: epoch, step) and the callbacks' state (``callbacks``); see
+:mod:`robustrain.train.state`. Checkpoints written before the loop state had its own keys keep
+``epoch`` / ``step`` / ``best`` at the top level and still load.
 """
 
 from __future__ import annotations

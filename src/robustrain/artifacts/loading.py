@@ -3,23 +3,23 @@
 One entry point, :func:`load_model`, turns a file written by robustrain into a ready
 [0,1]-input model in eval mode plus the facts an evaluation needs (dataset, class count,
 normalisation, which weights were used). Training checkpoints (``best.pt`` / ``last.pt``)
-are read with ``weights_only=True`` through :func:`robustrain.train.checkpoint.load_checkpoint`;
-files written by ``robustrain export`` (a plain state_dict ``OUT.pt`` plus its model card
-``OUT.json``, see :mod:`robustrain.export`) are rebuilt from the card.
+are read with ``weights_only=True`` through :func:`robustrain.artifacts.checkpoint.load_checkpoint`
+and rebuilt from their :class:`~robustrain.artifacts.model_card.ModelSpec` (``"model_card"``;
+checkpoints written before it existed: from their config dict). Files written by
+``robustrain export`` (a plain state_dict ``OUT.pt`` plus its model card ``OUT.json``, see
+:mod:`robustrain.artifacts.export`) are rebuilt from the card. Nothing here needs a Config or
+the trainer.
 :func:`check_dataset` says whether a loaded model can be evaluated on a given dataset.
 
 Example:
     >>> import tempfile, torch
     >>> from pathlib import Path
-    >>> from robustrain.config import load_config
-    >>> from robustrain.config import config_to_dict
-    >>> from robustrain.train.checkpoint import FORMAT, save_checkpoint
-    >>> from robustrain.train.trainer import build_model
-    >>> cfg = load_config(None, ["data.name=synthetic", "model.name=small_cnn"])
-    >>> net = build_model(cfg)
+    >>> from robustrain.artifacts import FORMAT, ModelSpec, save_checkpoint
+    >>> spec = ModelSpec.for_dataset("small_cnn", {"width": 4}, "synthetic")
+    >>> config = {"model": {"name": "small_cnn", "width": 4}, "data": {"name": "synthetic"}, "method": {"name": "standard"}}
     >>> d = Path(tempfile.mkdtemp())
-    >>> save_checkpoint({"format": FORMAT, "config": config_to_dict(cfg), "model": net.state_dict(),
-    ...                  "ema": None, "epoch": 3}, d / "last.pt")
+    >>> save_checkpoint({"format": FORMAT, "config": config, "model_card": spec.to_dict(),
+    ...                  "model": spec.build().state_dict(), "ema": None, "epoch": 3}, d / "last.pt")
     >>> loaded = load_model(d / "last.pt")
     >>> loaded.dataset, loaded.num_classes, loaded.weights, loaded.model.training
     ('synthetic', 10, 'model', False)
@@ -33,6 +33,11 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from robustrain.artifacts.checkpoint import load_checkpoint
+from robustrain.artifacts.model_card import ModelSpec, export_info_path, read_export_info
+from robustrain.data import get_dataset_info
+from robustrain.utils.errors import CheckpointError
 
 __all__ = ["LoadedModel", "check_dataset", "load_model"]
 
@@ -48,7 +53,9 @@ class LoadedModel:
         mean, std: the per-channel normalisation composed in front of the network.
         weights: ``"ema"`` or ``"model"``.
         epoch: training epoch of the weights (None when unknown).
-        config: the run's resolved config (a Config), None for files without one.
+        config: the run's resolved config as a plain dict (``config_from_dict`` turns it into a
+            Config), None for files without one (exports).
+        spec: how the model was built (:class:`~robustrain.artifacts.model_card.ModelSpec`).
         meta: anything else the file carried: ``method``, ``model`` (names), ``source``
             (``checkpoint`` | ``export``), ``image_shape`` (C, H, W) and, for exports, ``card``.
     """
@@ -60,7 +67,8 @@ class LoadedModel:
     std: tuple[float, ...]
     weights: str
     epoch: int | None = None
-    config: Any = None
+    config: dict[str, Any] | None = None
+    spec: ModelSpec | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -79,8 +87,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", *, ema: boo
         CheckpointError: missing, corrupt or foreign file; exported weights whose model card
             is missing, corrupt or does not match them.
     """
-    from robustrain.train.checkpoint import CheckpointError, load_checkpoint
-
     path = Path(path)
     try:
         ckpt = load_checkpoint(path, map_location=device)
@@ -93,27 +99,26 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", *, ema: boo
 
 
 def _load_checkpoint(ckpt: dict[str, Any], device: torch.device | str, ema: bool) -> LoadedModel:
-    from robustrain.config import config_from_dict
-    from robustrain.data import get_dataset_info
-    from robustrain.train.trainer import build_model
-
-    cfg = config_from_dict(ckpt["config"])
-    info = get_dataset_info(cfg.data.name)
-    model = build_model(cfg, device)
+    config = dict(ckpt["config"])
+    card = ckpt.get("model_card")
+    spec = ModelSpec.from_dict(card) if card is not None else ModelSpec.from_config_dict(config)
+    model = spec.build(device)
     weights = "ema" if ema and ckpt.get("ema") is not None else "model"
     model.load_state_dict(ckpt[weights])
     model.eval()
+    method = config.get("method") or {}
     return LoadedModel(
         model=model,
-        dataset=cfg.data.name,
-        num_classes=info.num_classes,
-        mean=tuple(info.mean),
-        std=tuple(info.std),
+        dataset=spec.dataset,
+        num_classes=spec.num_classes,
+        mean=spec.mean,
+        std=spec.std,
         weights=weights,
         epoch=ckpt.get("epoch"),
-        config=cfg,
-        meta={"method": cfg.method.name, "model": cfg.model.name, "source": "checkpoint",
-              "image_shape": tuple(info.image_shape)},
+        config=config,
+        spec=spec,
+        meta={"method": method.get("name"), "model": spec.model, "source": "checkpoint",
+              "image_shape": spec.image_shape},
     )
 
 
@@ -129,20 +134,15 @@ def _plain_state_dict(path: Path, device: torch.device | str) -> dict[str, torch
 
 
 def _load_exported(path: Path, state: dict[str, torch.Tensor], device: torch.device | str) -> LoadedModel:
-    from robustrain.export import export_info_path, read_export_info
-    from robustrain.models import create_model
-    from robustrain.train.checkpoint import CheckpointError
-
     info = read_export_info(path)
     card = export_info_path(path)
     fix = f"re-export it with `robustrain export CHECKPOINT {path}`"
     try:
-        shape = tuple(int(v) for v in info["image_shape"])
-        mean = tuple(float(v) for v in info["mean"])
-        std = tuple(float(v) for v in info["std"])
-        num_classes = int(info["num_classes"])
-        model = create_model(info["model"]["name"], num_classes, mean=mean, std=std, in_channels=shape[0],
-                             **dict(info["model"].get("params") or {}))
+        spec = ModelSpec(model=info["model"]["name"], params=dict(info["model"].get("params") or {}),
+                         num_classes=info["num_classes"], image_shape=tuple(info["image_shape"]),
+                         mean=tuple(info["mean"]), std=tuple(info["std"]), dataset=str(info["dataset"]))
+        shape, mean, std, num_classes = spec.image_shape, spec.mean, spec.std, spec.num_classes
+        model = spec.build()
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise CheckpointError(f"model card {card} cannot rebuild the model ({str(e)[:150]}); {fix}") from None
     try:
@@ -166,6 +166,7 @@ def _load_exported(path: Path, state: dict[str, torch.Tensor], device: torch.dev
         weights=str(info.get("weights", "model")),
         epoch=info.get("epoch"),
         config=None,
+        spec=spec,
         meta={"method": info.get("method"), "model": info["model"]["name"], "source": "export",
               "image_shape": shape, "card": info},
     )
@@ -193,8 +194,6 @@ def check_dataset(loaded: LoadedModel, dataset: str) -> Any:
         ...
         ValueError: the model has 10 classes (trained on synthetic) but cifar100 has 100; evaluate it on a 10-class dataset (--dataset synthetic)
     """
-    from robustrain.data import get_dataset_info
-
     try:
         info = get_dataset_info(dataset)
     except KeyError as e:

@@ -1,24 +1,25 @@
-"""Re-run a paper table: plan the runs, train (resumably), evaluate, write the comparison.
+"""Plan a paper table's reproduction: every run resolved and validated, nothing written.
 
-``robustrain reproduce TABLE`` = :func:`build_plan` + :func:`run_plan`:
+``robustrain reproduce TABLE`` = :func:`build_plan` + :func:`~robustrain.reproduce.execute.run_plan`:
 
-1. **Plan** (nothing is written): every selected row x seed becomes a :class:`RunSpec`: the
-   row's YAML file, the scale's overrides (:mod:`robustrain.reproduce.scale`), the harness's
-   own (``seed``, ``out_dir``/``name`` = ``OUT/<table>/<row>/seed<k>``, ``eval.final_attacks=
-   natural`` since the harness evaluates itself), what the row needs (HAT's helper checkpoint,
-   Table 4's generated data) and the user's ``--set`` overrides last, validated as one config.
-   Identical resolved configs are trained once: a run shares the folder of an identical run
-   planned before it, or of an identical run already on disk under ``OUT`` (so Table 6 row 5
-   reuses Table 1's UIAT run, and mini CIFAR-100 rows reuse the CIFAR-10 ones). A run folder
-   that holds a run of another config is an error, never silently reused.
-2. **Check** before anything runs: a GPU for full-scale training, the dataset files, the
-   generated-data files.
-3. **Run** row by row: the helper first (HAT), then training, a finished run (``summary.json``)
-   is skipped, an interrupted one resumed from ``last.pt``; then the evaluation of the
-   table's columns on ``best.pt`` (the trainer's choice, EMA weights when on), cached per
-   attack in ``reproduce-eval.json`` of the run folder, so an interrupted evaluation
-   continues with the next attack (AutoAttack also resumes by chunk). After every row,
-   ``OUT/<table>/results.json`` and ``results.md`` are rewritten atomically.
+1. **Plan** (this module; nothing is written): every selected row x seed becomes a
+   :class:`RunSpec`: the row's YAML file, the scale's overrides (:mod:`robustrain.reproduce.scale`),
+   the harness's own (``seed``, ``out_dir``/``name`` = ``OUT/<table>/<row>/seed<k>``,
+   ``eval.final_attacks=natural`` since the harness evaluates itself), what the row needs (HAT's
+   helper checkpoint, Table 4's generated data) and the user's ``--set`` overrides last, validated
+   as one config. Identical resolved configs are trained once: a run shares the folder of an
+   identical run planned before it, or of an identical run already on disk under ``OUT`` (so
+   Table 6 row 5 reuses Table 1's UIAT run, and mini CIFAR-100 rows reuse the CIFAR-10 ones). A
+   run folder that holds a run of another config is an error, never silently reused.
+2. **Check** before anything runs (:func:`~robustrain.reproduce.execute.check_ready`): a GPU for
+   full-scale training, the dataset files, the generated-data files.
+3. **Run** row by row (:mod:`~robustrain.reproduce.execute`): the helper first (HAT), then
+   training, a finished run (``summary.json``) is skipped, an interrupted one resumed from
+   ``last.pt``; then the evaluation of the table's columns on ``best.pt``
+   (:mod:`~robustrain.reproduce.results`), cached per attack in ``reproduce-eval.json`` of the
+   run folder, so an interrupted evaluation continues with the next attack (AutoAttack also
+   resumes by chunk). After every row, ``OUT/<table>/results.json`` and ``results.md`` are
+   rewritten atomically.
 
 Example:
     >>> plan = build_plan("table6", ReproduceOptions(scale="mini", only=("row1",), out="/tmp/rr-doc-plan"))
@@ -30,25 +31,23 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import hashlib
 import json
 import os
 import shlex
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 import yaml
 
+from robustrain.artifacts import RunDir
 from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
 from robustrain.reproduce.scale import SCALES, Scale
-from robustrain.utils.errors import ReproduceError
-from robustrain.reproduce.summary import cell, ratio_cell, render_markdown, write_atomic
 from robustrain.reproduce.tables import TABLES, Row, Table
+from robustrain.utils.errors import ReproduceError
 
 __all__ = [
     "CONFIG_DIR",
@@ -59,9 +58,6 @@ __all__ = [
     "RowPlan",
     "Plan",
     "build_plan",
-    "check_ready",
-    "run_plan",
-    "collect_results",
     "format_plan",
     "format_tables",
     "config_fingerprint",
@@ -70,7 +66,6 @@ __all__ = [
 
 #: ``DATASET=PATH[,DATASET=PATH]``: generated-data files when ``--extra-data`` is not given
 EXTRA_DATA_ENV = "ROBUSTRAIN_EXTRA_DATA"
-EVAL_FILE = "reproduce-eval.json"
 
 
 @dataclass(frozen=True)
@@ -145,8 +140,9 @@ def parse_extra_data(items: list[str] | tuple[str, ...] | str | None) -> dict[st
 def config_fingerprint(cfg: Config) -> str:
     """A hash of everything that changes what a run trains (all but ``out_dir`` and ``name``).
 
-    Method and model parameters count with their defaults filled in, so a file that spells a
-    default out (``universal: true``) and one that leaves it implicit are the same run.
+    Method and model parameters count with their defaults filled in (``config_to_dict`` spells
+    them out), so a file that spells a default out (``universal: true``) and one that leaves it
+    implicit are the same run.
 
     Example:
         >>> a = load_config(None, ["out_dir=/a", "name=x"])
@@ -155,16 +151,9 @@ def config_fingerprint(cfg: Config) -> str:
         >>> config_fingerprint(a) == config_fingerprint(load_config(None, ["seed=1"]))
         False
     """
-    from robustrain.methods import method_params
-    from robustrain.models import model_params
-
     d = config_to_dict(cfg)
     d.pop("out_dir", None)
     d.pop("name", None)
-    d["method"] = {"name": cfg.method.name,
-                   **dataclasses.asdict(method_params(cfg.method.name)(**dict(cfg.method.params)))}
-    d["model"] = {"name": cfg.model.name, "activation": "relu", **model_params(cfg.model.name),
-                  **dict(cfg.model.params)}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -285,27 +274,15 @@ def _scan_runs(out: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     if not out.is_dir():
         return found
-    for path in sorted(out.rglob("config.yaml")):
+    for path in sorted(out.rglob(RunDir.CONFIG)):
         try:
             fp = config_fingerprint(config_from_dict(yaml.safe_load(path.read_text()) or {}))
         except Exception:  # a folder of another robustrain version or a hand-edited file: not reusable
             continue
         found.setdefault(fp, []).append(path.parent)
     for dirs in found.values():
-        dirs.sort(key=lambda d: not (d / "summary.json").exists())
+        dirs.sort(key=lambda d: not RunDir(d).summary.exists())
     return found
-
-
-def _run_state(run_dir: Path) -> str:
-    """``done`` (summary.json), ``partial`` (last.pt to resume), ``started`` (interrupted in
-    the first epoch) or ``new``."""
-    if (run_dir / "summary.json").exists():
-        return "done"
-    if (run_dir / "last.pt").exists():
-        return "partial"
-    if (run_dir / "metrics.jsonl").exists() or (run_dir / "config.yaml").exists():
-        return "started"
-    return "new"
 
 
 class _Planner:
@@ -336,7 +313,7 @@ class _Planner:
         return spec
 
     def _place(self, spec: RunSpec) -> None:
-        own = spec.run_dir / "config.yaml"
+        own = RunDir(spec.run_dir).config
         if own.exists():
             try:
                 theirs = config_fingerprint(config_from_dict(yaml.safe_load(own.read_text()) or {}))
@@ -402,7 +379,7 @@ def build_plan(table: str, options: ReproduceOptions | None = None) -> Plan:
                     continue
                 raise ReproduceError(
                     f"{spec_table.name} row {row.id} trains with 1M generated images: pass --extra-data "
-                    f"{key}=FILE (or set {EXTRA_DATA_ENV}); see robustrain.data.extra for the file format")
+                    f"{key}=FILE (or set {EXTRA_DATA_ENV}); see robustrain.data.npz for the file format")
             if not Path(path).exists():
                 raise ReproduceError(f"generated-data file {path} (for {key}) does not exist; fix --extra-data")
             extra = [f"data.extra.path={Path(path).resolve()}", f"data.extra.ratio={row.extra_ratio}"]
@@ -414,7 +391,7 @@ def build_plan(table: str, options: ReproduceOptions | None = None) -> Plan:
                 stem = Path(row.helper).stem
                 helper = planner.spec(f"helper {stem} seed {seed}", row.helper,
                                       out / "helpers" / stem / f"seed{seed}", seed, list(extra), helper=True)
-                helper_extra = [f"method.helper={helper.train_dir / 'last.pt'}"]
+                helper_extra = [f"method.helper={RunDir(helper.train_dir).last}"]
             spec = planner.spec(f"{spec_table.name} {row.id} seed {seed}", row.config,
                                 out / spec_table.name / row.id / f"seed{seed}", seed, extra + helper_extra)
             spec.helper = helper
@@ -424,295 +401,6 @@ def build_plan(table: str, options: ReproduceOptions | None = None) -> Plan:
     aa_n = scale.aa_n if options.aa_n is None else options.aa_n
     return Plan(spec_table, scale, options, out, rows, eval_n, aa_n, tuple(attack_cols))
 
-
-# ----------------------------------------------------------------------------- check
-def check_ready(plan: Plan) -> None:
-    """Fail before anything runs when a run cannot: no GPU for full-scale training, missing
-    dataset files.
-
-    Raises:
-        ReproduceError: full scale without a CUDA device (and ``train.device`` left at auto).
-        DatasetFileError: a dataset file is missing or corrupt (the message names it).
-    """
-    import torch
-
-    from robustrain.data import load_split
-
-    to_train = {id(s) for s in plan.specs() if _run_state(s.train_dir) != "done"}
-    autos = [s for s in plan.specs() if id(s) in to_train and s.cfg.train.device == "auto"]
-    if plan.scale.needs_gpu and autos and not torch.cuda.is_available():
-        raise ReproduceError(
-            f"--scale {plan.scale.name} trains paper-scale runs (ResNet-18/WRN, 30-400 epochs) and needs a CUDA GPU; "
-            "none is visible. Use --scale mini, or --set train.device=cpu to train on the CPU anyway")
-    needed: dict[tuple[str, str | None], set[str]] = {}
-    for s in plan.specs():
-        splits = needed.setdefault((s.cfg.data.name, s.cfg.data.root), {"test"})
-        if id(s) in to_train:
-            splits.add("train")
-    for (name, root), splits in sorted(needed.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        for split in sorted(splits):
-            load_split(name, split, root=root)
-
-
-# ------------------------------------------------------------------------------- run
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _train(spec: RunSpec, *, progress: bool | None, verbose: bool, say: Callable[[str], None]) -> None:
-    from robustrain.train.trainer import fit
-
-    if spec.owner is not None:
-        return _train(spec.owner, progress=progress, verbose=verbose, say=say)
-    run_dir = spec.train_dir
-    state = _run_state(run_dir)
-    if state == "done":
-        return
-    if spec.helper is not None:
-        _train(spec.helper, progress=progress, verbose=verbose, say=say)
-    action = {"partial": "resuming", "started": "restarting (interrupted in its first epoch)"}.get(state, "training")
-    say(f"{spec.label}: {action} in {run_dir}")
-    if state == "partial":
-        fit(spec.cfg, run_dir=run_dir, resume=True, progress=progress, verbose=verbose)
-    else:
-        fit(spec.cfg, run_dir=run_dir, overwrite=state == "started", progress=progress, verbose=verbose)
-
-
-def _eval_key(attack: str, eps: float, n: int, checkpoint: str, epoch: int) -> str:
-    return f"{attack}|eps={eps:.8f}|n={n}|{checkpoint}@{epoch}"
-
-
-def _epoch_time(run_dir: Path) -> float | None:
-    """Mean training time per epoch (s), the first epoch (warm-up) left out when there are more."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    times = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if "epoch_time_s" in rec:
-            times.append(float(rec["epoch_time_s"]))
-    times = times[1:] if len(times) > 1 else times
-    return sum(times) / len(times) if times else None
-
-
-def _seed_values(plan: Plan, row: Row, spec: RunSpec, *, compute: bool, progress: bool,
-                 say: Callable[[str], None]) -> dict[str, float]:
-    """The row's column values for one seed (accuracy in %, time in the column's unit); with
-    ``compute`` the missing attack evaluations are run and cached first."""
-    run_dir = spec.train_dir
-    summary = _read_json(run_dir / "summary.json")
-    if summary is None:
-        return {}
-    checkpoint, epoch = summary["checkpoint"], int(summary["checkpoint_epoch"])
-    cache_path = run_dir / EVAL_FILE
-    cache = _read_json(cache_path) or {"entries": {}}
-    size = {a: (plan.aa_n if a.startswith("aa") else plan.eval_n) for a in plan.attacks}
-    missing = [a for a in plan.attacks
-               if _eval_key(a, row.eps, size[a], checkpoint, epoch) not in cache["entries"]]
-    if missing and compute:
-        _evaluate(plan, row, spec, missing, size, checkpoint, cache, progress=progress, say=say)
-    values: dict[str, float] = {}
-    for col in plan.table.columns:
-        if col.is_attack and col.source in plan.attacks:
-            hit = cache["entries"].get(_eval_key(col.source, row.eps, size[col.source], checkpoint, epoch))
-            if hit is not None:
-                values[col.key] = 100.0 * hit["accuracy"]
-        elif col.source == "epoch_time":
-            t = _epoch_time(run_dir)
-            if t is not None:
-                values[col.key] = t / 60 if col.unit == "min" else t
-    return values
-
-
-def _evaluate(plan: Plan, row: Row, spec: RunSpec, attacks: list[str], size: dict[str, int], checkpoint: str,
-              cache: dict[str, Any], *, progress: bool, say: Callable[[str], None]) -> None:
-    from robustrain.data import load_split
-    from robustrain.eval.loading import load_model
-    from robustrain.eval.robust import evaluate_robustness
-    from robustrain.train.trainer import resolve_device
-
-    run_dir = spec.train_dir
-    cfg = spec.cfg
-    device = resolve_device(cfg.train.device)
-    loaded = load_model(run_dir / checkpoint, device)
-    x, y = load_split(cfg.data.name, "test", root=cfg.data.root)
-    batch = plan.options.eval_batch_size or cfg.data.eval_batch_size
-    for attack in attacks:
-        n = size[attack] or int(x.shape[0])
-        n = min(n, int(x.shape[0]))
-        say(f"{spec.label}: evaluating {attack} on {n} test images ({checkpoint}, epoch {loaded.epoch})")
-        t0 = time.perf_counter()
-        res = evaluate_robustness(loaded.model, x[:n], y[:n], [attack], eps=row.eps, batch_size=batch,
-                                  device=device, seed=cfg.seed, progress=progress,
-                                  aa_state=run_dir / "reproduce-aa" if attack.startswith("aa") else None)
-        cache["entries"][_eval_key(attack, row.eps, size[attack], checkpoint, int(loaded.epoch))] = {
-            "attack": attack, "accuracy": res.accuracy[attack], "n": n, "eps": row.eps, "checkpoint": checkpoint,
-            "epoch": loaded.epoch, "weights": loaded.weights, "protocol": res.protocol,
-            "flags": list(res.flags.get(attack, ())), "time_s": time.perf_counter() - t0,
-        }
-        for flag in res.flags.get(attack, ()):
-            say(f"{spec.label}: AutoAttack flag: {flag}")
-        write_atomic(run_dir / EVAL_FILE, json.dumps(cache, indent=2))  # each attack is kept once done
-
-
-def _protocols(plan: Plan) -> list[str]:
-    from robustrain.eval.robust import build_eval_attacks, describe_protocol
-
-    if not plan.attacks:
-        return []
-    eps_values = sorted({rp.row.eps for rp in plan.rows})
-    return [describe_protocol(build_eval_attacks(list(plan.attacks), eps=e)) for e in eps_values]
-
-
-def _notes(plan: Plan) -> list[str]:
-    p = plan
-    sizes = []
-    if any(not a.startswith("aa") for a in p.attacks):
-        sizes.append(f"{', '.join(a for a in p.attacks if not a.startswith('aa'))} on "
-                     + (f"the first {p.eval_n}" if p.eval_n else "all") + " test images")
-    if any(a.startswith("aa") for a in p.attacks):
-        sizes.append("AutoAttack on " + (f"the first {p.aa_n}" if p.aa_n else "all") + " test images")
-    notes = [f"scale {p.scale.name}: {p.scale.help}"]
-    if p.scale.mini:
-        notes.append("mini numbers are a CPU-sized analogue of the paper's setting (small_cnn, cifar10-mini, "
-                     "<= 4 epochs): Δ shows the gap to the paper, it is not a reproduction error")
-    if p.table.note:
-        notes.append(p.table.note)
-    notes.append(f"seeds 0..{p.options.seeds - 1}: mean ± sample std over the finished seeds; weights: best.pt "
-                 "(best PGD-20 on the held-out subset, the trainer's choice; EMA when on)"
-                 + ("; evaluation: " + "; ".join(sizes) if sizes else ""))
-    skipped_attacks = [c.source for c in p.table.columns if c.is_attack and c.source not in p.attacks]
-    if skipped_attacks:
-        notes.append(f"not evaluated in this run (--attacks): {', '.join(skipped_attacks)}")
-    if p.options.sets:
-        notes.append("extra overrides (--set): " + " ".join(p.options.sets))
-    return notes
-
-
-def collect_results(plan: Plan, *, compute: bool = False, progress: bool = False,
-                    say: Callable[[str], None] = lambda s: None,
-                    failures: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The results dict of ``plan`` (what ``results.json`` holds) from the run folders.
-
-    Args:
-        compute: run the missing evaluations of finished runs first (else report what exists).
-        failures: row id -> error message of a run that failed in this invocation.
-    """
-    failures = failures or {}
-    out_rows = []
-    cells_by_row: dict[str, dict[str, Any]] = {}
-    for rp in plan.rows:
-        row = rp.row
-        per_seed = []
-        for spec in rp.runs:
-            per_seed.append(_seed_values(plan, row, spec, compute=compute, progress=progress, say=say))
-        wanted = [c.key for c in plan.table.columns
-                  if c.source == "epoch_time" or (c.is_attack and c.source in plan.attacks)]
-        complete = [v for v in per_seed if all(k in v for k in wanted)]
-        cells = {c.key: cell([v[c.key] for v in complete if c.key in v], row.paper.get(c.key))
-                 for c in plan.table.columns if c.source != "ratio"}
-        cells_by_row[row.id] = cells
-        notes = [n for n in (rp.note,) if n]
-        if rp.skip:
-            notes.append(rp.skip)
-        elif row.id in failures:
-            notes.append(f"failed: {failures[row.id]}")
-        elif len(complete) < len(rp.runs):
-            notes.append(f"pending: {len(complete)}/{len(rp.runs)} seeds done")
-        shared = {s.owner.label.rsplit(' seed', 1)[0] for s in rp.runs if s.owner is not None}
-        shared |= {str(s.found) for s in rp.runs if s.found is not None and s.owner is None}
-        if shared:
-            notes.append("same run as " + ", ".join(sorted(shared)))
-        out_rows.append({"id": row.id, "label": row.label, "config": row.config, "seeds": len(complete),
-                         "seeds_planned": len(rp.runs), "status": "skipped" if rp.skip else (
-                             "done" if rp.runs and len(complete) == len(rp.runs) else "pending"),
-                         "note": "; ".join(notes), "run_dirs": [str(s.train_dir) for s in rp.runs],
-                         "cells": cells})
-    for entry, rp in zip(out_rows, plan.rows):
-        for c in plan.table.columns:
-            if c.source != "ratio":
-                continue
-            ref = cells_by_row.get(rp.row.ref or "")
-            if ref is None:
-                entry["cells"][c.key] = ratio_cell({}, {})
-                entry["cells"][c.key]["paper"] = _paper_ratio(plan.table, rp.row, c.ratio_of)
-                continue
-            entry["cells"][c.key] = ratio_cell(entry["cells"][c.ratio_of], ref[c.ratio_of])
-    return {
-        "table": plan.table.name,
-        "title": plan.table.title,
-        "scale": plan.scale.name,
-        "seeds": list(range(plan.options.seeds)),
-        "notes": _notes(plan),
-        "protocol": _protocols(plan),
-        "columns": [{"key": c.key, "label": c.label, "unit": c.unit, "source": c.source}
-                    for c in plan.table.columns],
-        "rows": out_rows,
-        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-
-
-def _paper_ratio(table: Table, row: Row, key: str | None) -> float | None:
-    try:
-        ref = table.row(row.ref or "")
-    except KeyError:
-        return None
-    num, den = row.paper.get(key or ""), ref.paper.get(key or "")
-    return num / den if num is not None and den else None
-
-
-def _write(plan: Plan, result: dict[str, Any]) -> tuple[Path, Path]:
-    md = write_atomic(plan.table_dir / "results.md", render_markdown(result))
-    js = write_atomic(plan.table_dir / "results.json", json.dumps(result, indent=2))
-    return md, js
-
-
-def run_plan(plan: Plan, *, progress: bool | None = None, verbose: bool = True,
-             say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train what is missing, evaluate, and write ``results.md`` / ``results.json``.
-
-    Rows are done in the paper's order and the results rewritten after each, so an
-    interrupted reproduction keeps everything finished; rerunning the same command continues.
-    A run whose loss becomes NaN/inf is reported in its row and the others go on.
-
-    Returns:
-        the results dict (``results.json``); ``result["failed"]`` lists failed rows.
-    """
-    import sys
-
-    from robustrain.train.trainer import NonFiniteLossError
-
-    say = say or (lambda s: print(s, flush=True))
-    if progress is None:
-        progress = sys.stderr.isatty()
-    check_ready(plan)
-    failures: dict[str, str] = {}
-    _write(plan, collect_results(plan))
-    for rp in plan.rows:
-        if rp.skip is not None:
-            say(f"{plan.table.name} {rp.row.id}: {rp.skip}")
-            continue
-        for spec in rp.runs:
-            try:
-                _train(spec, progress=progress, verbose=verbose, say=say)
-            except NonFiniteLossError as e:
-                failures[rp.row.id] = str(e).split(";")[0]
-                say(f"{spec.label}: failed: {e}")
-                break
-            _seed_values(plan, rp.row, spec, compute=True, progress=progress, say=say)
-        _write(plan, collect_results(plan, failures=failures))
-    result = collect_results(plan, failures=failures)
-    result["failed"] = sorted(failures)
-    md, js = _write(plan, result)
-    say(f"wrote {md} and {js}")
-    return result
 
 
 # ------------------------------------------------------------------------- listings
@@ -747,7 +435,7 @@ def format_plan(plan: Plan) -> str:
                     lines.append(f"      {s.label}: same config as {s.train_dir}, trained once")
                     continue
                 seen.add(s.train_dir)
-                state = _run_state(s.train_dir)
+                state = RunDir(s.train_dir).state()
                 counts[state] += 1
                 where = s.train_dir if s.train_dir == s.run_dir else f"{s.train_dir} (an identical run found under OUT)"
                 lines.append(f"      {s.label}: {state} -> {where}")

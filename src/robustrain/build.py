@@ -1,0 +1,153 @@
+"""Layer 5: build a run from a validated :class:`~robustrain.config.Config`.
+
+:func:`build_run` turns a config into the objects the training loop works on (:class:`Run`):
+model (dataset normalisation composed in front), method, optimiser, EMA, the training loader
+(sharded under DDP, mixed with generated data when ``data.extra`` is set), and the three image
+sets the loop evaluates on: the held-out subset that selects ``best.pt``, the full test split for
+the final table, and the fixed training batch of the catastrophic-overfitting guard. Data and
+model errors surface here, before the run folder is touched.
+
+Example:
+    >>> from robustrain.config import load_config
+    >>> cfg = load_config(None, ["data.name=synthetic", "method=standard", "model.width=4", "eval.n=32"])
+    >>> run = build_run(cfg)
+    >>> type(run.model).__name__, run.eval_x.shape[0], run.spec.dataset
+    ('NormalizedClassifier', 32, 'synthetic')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustrain.artifacts import ModelSpec
+from robustrain.config import Config
+from robustrain.data import DeviceLoader, MixedLoader, get_dataset_info, load_extra_data, load_split
+from robustrain.methods import Method, MethodContext, create_method
+from robustrain.models import EMA
+from robustrain.utils import distributed as ddp
+from robustrain.utils.errors import ConfigError
+from robustrain.utils.runtime import resolve_device, seed_everything
+
+__all__ = ["Run", "build_model", "build_run", "model_spec"]
+
+
+def model_spec(cfg: Config) -> ModelSpec:
+    """The :class:`~robustrain.artifacts.ModelSpec` of ``cfg``'s model on ``cfg``'s dataset."""
+    return ModelSpec.for_dataset(cfg.model.name, dict(cfg.model.params), cfg.data.name)
+
+
+def build_model(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:
+    """The [0,1]-input model of ``cfg`` (dataset normalisation composed in front)."""
+    return model_spec(cfg).build(device)
+
+
+@dataclass
+class Run:
+    """Everything the training loop works on; built by :func:`build_run`.
+
+    Attributes:
+        cfg: the run's config.
+        device: where training runs.
+        spec: how ``model`` was built (stored in every checkpoint as its model card).
+        model: the [0,1]-input model (not DDP-wrapped, not compiled).
+        method: the training method (a stateful loss module).
+        optimizer: SGD over ``model``'s parameters.
+        ema: the weight average, or None.
+        loader: the training batches (``Batch(x, y, idx)``), a function of (seed, epoch).
+        eval_x, eval_y: the held-out subset that selects ``best.pt`` (first ``eval.n`` test images).
+        test_x, test_y: the whole test split (the final table uses its first ``eval.final_n``).
+        guard_x, guard_y: the fixed training batch of the catastrophic-overfitting guard.
+    """
+
+    cfg: Config
+    device: torch.device
+    spec: ModelSpec
+    model: nn.Module
+    method: Method
+    optimizer: torch.optim.Optimizer
+    ema: EMA | None
+    loader: DeviceLoader | MixedLoader
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    guard_x: torch.Tensor
+    guard_y: torch.Tensor
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights evaluated: the EMA when on, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def build_run(cfg: Config) -> Run:
+    """Build model, method, optimiser, EMA, loaders and evaluation splits of ``cfg``.
+
+    Seeds every RNG with ``cfg.seed`` first, so the same config builds the same run.
+
+    Raises:
+        ConfigError: a batch size that leaves no training batch.
+        DatasetFileError: missing or corrupt dataset files.
+    """
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.seed)
+    info = get_dataset_info(cfg.data.name)
+    train_x, train_y = load_split(cfg.data.name, "train", root=cfg.data.root, download=cfg.data.download)
+    test_x, test_y = load_split(cfg.data.name, "test", root=cfg.data.root, download=cfg.data.download)
+    extra = None
+    if cfg.data.extra.path is not None:
+        # generated images (data.extra): memory-mapped and validated here, before anything is written
+        extra = load_extra_data(cfg.data.extra.path, image_shape=info.image_shape, num_classes=info.num_classes)
+    spec = model_spec(cfg)
+    model = spec.build(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ctx = MethodContext(
+        num_classes=info.num_classes,
+        image_shape=tuple(info.image_shape),
+        # generated samples have ids N.. N+M-1 (MixedLoader): per-sample buffers cover them
+        num_train=int(train_x.shape[0]) + (len(extra) if extra is not None else 0),
+        epochs=cfg.train.epochs,
+    )
+    method = create_method(cfg.method.name, ctx, cfg.method.params).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        nesterov=cfg.optim.nesterov,
+        weight_decay=cfg.optim.weight_decay,
+        # fused: the whole SGD update in one CUDA kernel (on CPU the default loop is as fast
+        # for these sizes)
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema else None
+    loader = DeviceLoader(
+        train_x,
+        train_y,
+        cfg.data.batch_size,
+        shuffle=True,
+        # each dataset's standard augmentation: crop(pad 4)+flip for CIFAR, none for digits
+        augment=cfg.data.augment and (info.aug_pad > 0 or info.aug_flip),
+        pad=info.aug_pad,
+        flip=info.aug_flip,
+        drop_last=cfg.data.drop_last,
+        seed=cfg.seed,
+        device=device,
+        rank=ddp.get_rank(),  # DDP: this rank's shard of every global batch
+        world_size=ddp.get_world_size(),
+    )
+    if len(loader) == 0:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} leaves no training batch for {train_x.shape[0]} images "
+            "with data.drop_last=true; lower the batch size"
+        )
+    if extra is not None:
+        # ratio originals + generated per batch; epoch = one original-split equivalent
+        loader = MixedLoader(loader, extra.images, extra.labels, ratio=cfg.data.extra.ratio)
+    n_eval = min(cfg.eval.n, int(test_x.shape[0]))
+    n_guard = min(cfg.guard.n, int(train_x.shape[0]))
+    return Run(cfg, device, spec, model, method, optimizer, ema, loader,
+               test_x[:n_eval], test_y[:n_eval], test_x, test_y, train_x[:n_guard], train_y[:n_guard])

@@ -1,0 +1,155 @@
+"""``robustrain eval CHECKPOINT``: robust accuracy under the DESIGN.md protocol
+(:func:`robustrain.eval.evaluate_checkpoint`), one table on stdout and a JSON record."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from robustrain.utils.errors import UsageError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    e = sub.add_parser(
+        "eval", help="evaluate a checkpoint or exported model: natural / PGD-20 / CW∞ / AutoAttack (fp32, eval mode)",
+        description="Robust accuracy of a checkpoint (best.pt / last.pt) or of weights written by `robustrain export`, "
+                    "on the test split of its dataset, under the protocol of DESIGN.md (the default; stated in the "
+                    "output): natural, PGD-20 and CW30 (Linf 8/255, step 2/255, random start) and AutoAttack "
+                    "standard (official pyautoattack), fp32, eval mode, EMA weights when the run kept them, a fixed "
+                    "seed. Prints one table and AutoAttack's sanity flags, and writes JSON next to the checkpoint.",
+        epilog="Attacks: natural, the names of `robustrain list attacks`, and AutoAttack: aa (standard), aa-plus, "
+               "aa-rand or a custom list aa:ATTACK+ATTACK (apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t). "
+               "An interrupted AutoAttack continues when the same command is run again. Examples:\n"
+               "  robustrain eval runs/uiat-small_cnn-cifar10-mini-s0/best.pt\n"
+               "  robustrain eval best.pt --attacks natural,pgd20,cw30 --n 1000        # quick, no AutoAttack\n"
+               "  robustrain eval best.pt --attacks natural,aa:apgd-ce+apgd-t --eps 4/255\n"
+               "  robustrain eval best.pt --norm L2 --attacks natural,pgd20,aa           # L2, eps 0.5\n"
+               "  robustrain eval model.pt --dataset cifar10 --data-root /data         # an exported model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("checkpoint",
+                   help="a best.pt / last.pt written by `robustrain train`, or OUT.pt of `robustrain export`")
+    e.add_argument("--attacks", default="natural,pgd20,cw30,aa",
+                   help="comma-separated attack names (default: %(default)s, the DESIGN.md protocol)")
+    e.add_argument("--n", type=int, default=None, help="evaluate the first N test images (default: all)")
+    e.add_argument("--eps", default=None,
+                   help="threat-model radius, e.g. 8/255 or 0.031 (default: 8/255 for Linf, 0.5 for L2)")
+    e.add_argument("--norm", default="Linf", choices=["Linf", "L2"],
+                   help="threat model of PGD and AutoAttack (default: %(default)s; CW30 and FGSM are Linf only)")
+    e.add_argument("--aa-version", default="standard", choices=["standard", "plus", "rand"],
+                   help="AutoAttack version run by the attack `aa` (default: %(default)s)")
+    e.add_argument("--aa-state", default=None, metavar="DIR",
+                   help="keep AutoAttack's resume state in DIR (default: OUT.aa-state, removed when finished)")
+    e.add_argument("--aa-verbose", action="store_true", help="also print AutoAttack's own log")
+    e.add_argument("--dataset", default=None,
+                   help="evaluate on this dataset's test split (default: the one it was trained on); the class "
+                        "count and image shape must match, the model keeps its own normalisation")
+    e.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    e.add_argument("--data-root", default=None, help="dataset folder if it moved since training")
+    e.add_argument("--download", action="store_true", help="fetch the test files if missing (needs internet)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default: 0)")
+    e.add_argument("--no-ema", action="store_true", help="evaluate the raw weights even when EMA weights exist")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e.add_argument("--out", default=None, help="JSON output path (default: CHECKPOINT-eval.json)")
+    e.set_defaults(func=run)
+    return e
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustrain.artifacts import check_dataset, load_model
+    from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
+    from robustrain.data import load_split
+    from robustrain.eval import build_eval_attacks, evaluate_checkpoint, format_table
+    from robustrain.utils.fileio import write_json
+    from robustrain.utils.runtime import resolve_device
+    from robustrain.utils.units import parse_number
+
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not names:
+        raise UsageError("--attacks is empty; give e.g. natural,pgd20,cw30,aa")
+    if args.aa_version != "standard":
+        if "aa" not in names:
+            raise UsageError("--aa-version applies to the attack `aa`; add aa to --attacks")
+        names = [f"aa-{args.aa_version}" if a == "aa" else a for a in names]
+    if args.n is not None and args.n <= 0:
+        raise UsageError("--n must be positive")
+    if args.batch_size <= 0:
+        raise UsageError("--batch-size must be positive")
+    eps = parse_number(args.eps, "--eps") if args.eps is not None else None
+    if eps is not None and not 0 < eps < float("inf"):
+        raise UsageError(f"--eps must be positive, e.g. 8/255 or 0.031, got {args.eps}")
+    try:
+        attacks = build_eval_attacks(names, eps=eps, norm=args.norm)
+    except KeyError as e:
+        raise UsageError(f"--attacks: {e.args[0]}") from None
+    except ValueError as e:
+        raise UsageError(f"--attacks: {e}") from None
+    uses_aa = any(isinstance(a, AutoAttackSpec) for a in attacks.values())
+    if uses_aa:
+        try:
+            require_pyautoattack()
+        except ImportError as e:
+            print(f"robustrain: error: {e}", file=sys.stderr)
+            return 1
+
+    device = resolve_device(args.device)
+    # what the file says it is (dataset, data folder), to pick the test split before evaluating
+    info = load_model(args.checkpoint, "cpu", ema=not args.no_ema)
+    dataset = args.dataset or info.dataset
+    try:
+        check_dataset(info, dataset)
+    except ValueError as e:
+        raise UsageError(f"--dataset {dataset}: {e}" if args.dataset else str(e)) from None
+    root = args.data_root
+    if root is None and info.config is not None and dataset == info.dataset:
+        root = (info.config.get("data") or {}).get("root")
+    del info
+    x, y = load_split(dataset, "test", root=root, download=args.download)
+    n = x.shape[0] if args.n is None else min(args.n, x.shape[0])
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
+    # an interrupted AutoAttack continues from its state; the default state is removed once done
+    aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
+    aa_log = out.with_name(out.stem + "-autoattack.log")
+    if uses_aa:
+        print(f"AutoAttack: state in {aa_state} (rerun the same command to continue an interrupted run), "
+              f"log in {aa_log}", file=sys.stderr)
+    try:
+        record = evaluate_checkpoint(args.checkpoint, x[:n], y[:n], attacks, device=device, ema=not args.no_ema,
+                                     batch_size=args.batch_size, seed=args.seed,
+                                     progress=not args.no_progress and sys.stderr.isatty(),
+                                     aa_state=aa_state if uses_aa else None, aa_log=aa_log if uses_aa else None,
+                                     aa_verbose=args.aa_verbose)
+    except KeyboardInterrupt:
+        kept = f"AutoAttack's finished chunks are kept in {aa_state}: " if uses_aa else ""
+        print(f"robustrain: interrupted; {kept}rerun the same command to evaluate again", file=sys.stderr)
+        return 130
+    loaded, res = record.loaded, record.result
+    label = f"{loaded.meta.get('method')} / {loaded.meta.get('model')}"
+    trained = "" if dataset == loaded.dataset else f" (trained on {loaded.dataset})"
+    print(f"{args.checkpoint} (epoch {loaded.epoch}, {loaded.weights} weights), {n} {dataset} test images{trained}")
+    print(format_table({label: res.accuracy}, names))
+    print(f"protocol: {res.protocol}")
+    for name, result in res.autoattack.items():
+        print(f"AutoAttack flags ({name}): " + ("; ".join(result.flags) if result.flags else "none"))
+    summary = {
+        "checkpoint": str(args.checkpoint), "source": loaded.meta.get("source"), "epoch": loaded.epoch,
+        "weights": loaded.weights, "method": loaded.meta.get("method"), "model": loaded.meta.get("model"),
+        "dataset": dataset, "trained_on": loaded.dataset, "n": n, "seed": args.seed,
+        "norm": args.norm, "eps": eps if eps is not None else default_eps(args.norm),
+        "attacks": names, "protocol": res.protocol, "accuracy": res.accuracy,
+        "autoattack_flags": {k: list(r.flags) for k, r in res.autoattack.items()},
+        "autoattack": {k: {"accuracy": r.accuracy, "clean_accuracy": r.clean_accuracy, "flags": list(r.flags),
+                           "settings": r.settings, "resumed_chunks": r.resumed_chunks, "log": r.log_path}
+                       for k, r in res.autoattack.items()},
+    }
+    write_json(summary, out)
+    if uses_aa and not args.aa_state and aa_state.is_dir():
+        shutil.rmtree(aa_state, ignore_errors=True)
+    print(f"wrote {out}")
+    return 0

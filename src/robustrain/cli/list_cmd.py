@@ -1,0 +1,95 @@
+"""``robustrain list WHAT``: the registered datasets, models, attacks, methods, schedules, or the
+packaged configs. Parameter defaults are written as a user writes them
+(:func:`robustrain.utils.units.format_value`: ``eps=8/255``, ``rho=0.2``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from robustrain.utils.units import format_value
+
+__all__ = ["add_parser", "run"]
+
+
+def _entries(registry) -> list[tuple[str, str]]:
+    return [(e.name, e.help) for e in registry]
+
+
+def _datasets() -> list[tuple[str, str]]:
+    from robustrain.data import DATASETS, get_dataset_info
+
+    rows = []
+    for e in DATASETS:
+        info = get_dataset_info(e.name)
+        c, h, w = info.image_shape
+        rows.append((e.name, f"{info.num_classes} classes, {c}x{h}x{w}, "
+                             f"{info.train_size}/{info.test_size} train/test"))
+    return rows
+
+
+def _models() -> list[tuple[str, str]]:
+    from robustrain.models import MODELS, model_params
+
+    return [(e.name, f"{e.help}  params: " + ", ".join(f"{k}={format_value(k, v)}"
+                                                       for k, v in model_params(e.name).items()))
+            for e in MODELS]
+
+
+def _attacks() -> list[tuple[str, str]]:
+    from robustrain.attacks import ATTACKS
+
+    return _entries(ATTACKS)
+
+
+def _methods() -> list[tuple[str, str]]:
+    """Every method name (bases and ``<base>+<plugin>`` composites) with its help and parameters."""
+    from robustrain.methods import method_entries
+
+    return [(e.name, f"{e.help}  params: " + ", ".join(f"{f.name}={format_value(f.name, f.default)}"
+                                                       for f in e.fields))
+            for e in method_entries()]
+
+
+def _schedules() -> list[tuple[str, str]]:
+    from robustrain.schedules import SCHEDULES
+
+    return _entries(SCHEDULES)
+
+
+LISTERS: dict[str, Callable[[], list[tuple[str, str]]]] = {
+    "datasets": _datasets,
+    "models": _models,
+    "attacks": _attacks,
+    "methods": _methods,
+    "schedules": _schedules,
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    ls = sub.add_parser("list", help="list registered datasets, models, attacks, methods, schedules or configs")
+    ls.add_argument("what", choices=[*LISTERS, "configs"])
+    ls.set_defaults(func=run)
+    return ls
+
+
+def _configs() -> None:
+    from robustrain.config import CONFIG_DIR
+
+    files = sorted(CONFIG_DIR.rglob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    if not files:
+        print(f"no configs found in {CONFIG_DIR}")
+    for f in files:
+        header = next((ln[1:].strip() for ln in f.read_text().splitlines() if ln.startswith("#")), "")
+        print(f"{str(f.relative_to(CONFIG_DIR)):<40} {header}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.what == "configs":
+        _configs()
+        return 0
+    rows = LISTERS[args.what]()
+    width = max(len(n) for n, _ in rows) if rows else 0
+    for name, help_ in rows:
+        print(f"{name:<{width}}  {help_}")
+    return 0

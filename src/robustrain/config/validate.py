@@ -1,0 +1,251 @@
+"""Validate a nested config mapping once into a typed, frozen :class:`Config`.
+
+The registries are imported here, at module top (config sits above every component layer):
+names are checked against them, the method section is built into its typed Params (checked
+once and KEPT: :class:`MethodConfig` / :class:`PluginConfig`), and the model section is
+resolved with its defaults. :mod:`robustrain.config.load` reads YAML and applies overrides on
+a plain dict, then calls :func:`config_from_dict` here.
+
+Example:
+    >>> cfg = config_from_dict({"method": {"name": "pgd_at+uiat", "steps": 5, "lam": 3.0}})
+    >>> cfg.method.base.params.steps, cfg.method.plugin.lam, cfg.method.params.eps == 8 / 255
+    (5, 3.0, True)
+    >>> dict(cfg.model.params)
+    {'activation': 'relu', 'width': 32}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping
+
+from robustrain.attacks import ATTACKS
+from robustrain.attacks.autoattack import parse_autoattack_name
+from robustrain.config.schema import (
+    COMPONENT_SECTIONS,
+    ComponentConfig,
+    Config,
+    MethodConfig,
+    PluginConfig,
+    model_defaults,
+)
+from robustrain.data import DATASETS
+from robustrain.methods import METHODS, PLUGINS, method_fields, split_method_name
+from robustrain.models import MODELS
+from robustrain.schedules import SCHEDULES
+from robustrain.utils.errors import ConfigError
+from robustrain.utils.units import parse_number as parse_float
+
+__all__ = ["coerce", "config_from_dict", "dataclass_from_mapping"]
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint`` of ``key`` and convert where lossless."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any or hint is object:
+        return value
+    if origin in (typing.Union, getattr(types, "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in (p.strip() for p in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        elem = args[0] if args else Any
+        return tuple(coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        return parse_float(value, key)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def dataclass_from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and bad types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]}; valid keys under {prefix.rstrip('.') or 'the top level'}: "
+            f"{', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):  # a sub-section, e.g. data.extra
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{name}: expected a mapping, got {value!r}")
+            kwargs[name] = dataclass_from_mapping(hint, value, f"{prefix}{name}.")
+            continue
+        kwargs[name] = coerce(value, hint, prefix + name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def _component_schema(section: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(type hints, defaults) of a registry entry's parameters; for a composite method the
+    base's fields then the plug-in's.
+
+    Raises:
+        KeyError: unknown name.
+    """
+    if section == "model":
+        MODELS.entry(name)
+        defaults = model_defaults(name)
+        # a model factory's keyword defaults give the types (None: anything goes)
+        return {k: Any if v is None else type(v) for k, v in defaults.items()}, defaults
+    fields = method_fields(name)
+    return {f.name: f.type for f in fields}, {
+        f.name: f.default for f in fields if f.default is not dataclasses.MISSING
+    }
+
+
+def _build_component(section: str, data: Mapping[str, Any] | str) -> ComponentConfig | MethodConfig | PluginConfig:
+    """A ``model`` / ``method`` section as written (``name`` + flat keys) -> its typed form."""
+    if isinstance(data, str):
+        data = {"name": data}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section}: expected a mapping with a 'name', got {data!r}")
+    data = dict(data)
+    name = data.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{section}.name is required (see `robustrain list {section}s`)")
+    try:
+        hints, defaults = _component_schema(section, name)
+    except KeyError as e:
+        raise ConfigError(f"{section}.name: {e.args[0]}") from None
+    if section == "method":
+        _check_plugin_clash(name)
+    params = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise ConfigError(
+                f"unknown key {section}.{key} for {section} {name!r}; valid keys: "
+                f"{', '.join(sorted(hints)) or '(none)'}"
+            )
+        params[key] = coerce(value, hints[key], f"{section}.{key}")
+    if section == "model":
+        return ComponentConfig(name, {**defaults, **params})
+    return _build_method(name, params)
+
+
+def _check_plugin_clash(name: str) -> None:
+    """A composite's flat keys are split by field name: no base field may share a plug-in
+    field's name (e.g. HAT's ``gamma``; such bases set ``<plugin>_pluggable = False``)."""
+    base, plugin = split_method_name(name)
+    if plugin is None:
+        return
+    base_fields = {f.name for f in dataclasses.fields(METHODS.get(base).Params)}
+    own_fields = {f.name for f in dataclasses.fields(PLUGINS.get(plugin).Params)}
+    clash = sorted(base_fields & own_fields)
+    if clash:
+        raise ConfigError(f"method {name!r}: {base}'s parameter(s) {clash} clash with the {plugin} plug-in's")
+
+
+def _build_method(name: str, params: Mapping[str, Any]) -> MethodConfig | PluginConfig:
+    """Build and check the typed Params once (the Params' own range checks, then the
+    method's ``check_config``, e.g. HAT's required helper path)."""
+    base, plugin = split_method_name(name)
+    base_cls = METHODS.get(base)
+    try:
+        if plugin is None:
+            checked = base_cls.Params(**params)
+            base_cls.check_config(checked)
+            return MethodConfig(name, checked)
+        plugin_cls = PLUGINS.get(plugin)
+        own_names = {f.name for f in dataclasses.fields(plugin_cls.Params)}
+        base_params = base_cls.Params(**{k: v for k, v in params.items() if k not in own_names})
+        base_cls.check_config(base_params)
+        own = plugin_cls.Params(**{k: v for k, v in params.items() if k in own_names})
+        plugin_cls.check_config(own)
+        return PluginConfig(name, MethodConfig(base, base_params), own)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"method {name!r}: {e}") from None
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Validate a nested mapping (as read from YAML) into a :class:`Config`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    top = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(data) - set(top))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]}; valid top-level keys: {', '.join(sorted(top))}")
+    hints = typing.get_type_hints(Config)
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if name in COMPONENT_SECTIONS:
+            kwargs[name] = _build_component(name, value)
+        elif dataclasses.is_dataclass(hint):
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+            kwargs[name] = dataclass_from_mapping(hint, value, f"{name}.")
+        else:
+            kwargs[name] = coerce(value, hint, name)
+    try:
+        cfg = Config(**kwargs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _check_names(cfg)
+    return cfg
+
+
+def _is_autoattack(name: str) -> bool:
+    """AutoAttack names (aa, aa-plus, aa:apgd-ce+...) are not registry attacks; a malformed one
+    is a config error."""
+    try:
+        return parse_autoattack_name(name) is not None
+    except ValueError as e:
+        raise ConfigError(f"eval.final_attacks: {e}") from None
+
+
+def _check_names(cfg: Config) -> None:
+    """Names that refer to registries must exist (checked here, before anything runs)."""
+    checks = [
+        ("data.name", cfg.data.name, DATASETS, "datasets"),
+        ("schedule.name", cfg.schedule.name, SCHEDULES, "schedules"),
+        ("guard.attack", cfg.guard.attack, ATTACKS, "attacks"),
+    ] + [("eval.attack", a, ATTACKS, "attacks") for a in (cfg.eval.attack,) if a != "natural"] + [
+        ("eval.final_attacks", a, ATTACKS, "attacks") for a in cfg.eval.final_attacks
+        if a != "natural" and not _is_autoattack(a)]
+    for key, name, registry, listing in checks:
+        if name not in registry:
+            try:
+                registry.entry(name)
+            except KeyError as e:
+                raise ConfigError(f"{key}: {e.args[0]} (see `robustrain list {listing}`)") from None

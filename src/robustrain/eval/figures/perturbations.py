@@ -1,0 +1,76 @@
+"""Figure 6 of UIAT: the class-wise universal inverse perturbations z_c of a UIAT run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robustrain.artifacts import load_checkpoint
+from robustrain.config import config_from_dict
+from robustrain.data import get_dataset_info, load_split
+from robustrain.eval.figures._common import ANALYSES, arg, output_base, write_series
+from robustrain.eval.images import image_grid, rescale_symmetric, write_png
+
+__all__ = ["universal_perturbations", "perturbation_figure"]
+
+
+def universal_perturbations(method_state: dict[str, torch.Tensor], num_classes: int,
+                            image_shape: tuple[int, ...]) -> torch.Tensor:
+    """The per-class universal inverse perturbations z (C, *image_shape) in a method's state.
+
+    Raises:
+        ValueError: the method keeps no such buffer (it is not a universal UIAT variant).
+    """
+    want = (num_classes, *image_shape)
+    for key, value in method_state.items():
+        if key.split(".")[-1] == "z" and tuple(value.shape) == want:
+            return value.float()
+    raise ValueError(
+        "this run's method has no universal inverse perturbations (buffer z of shape "
+        f"{want}); train uiat, uiat_oneoff or a <base>+uiat method"
+    )
+
+
+@ANALYSES.register("perturbations", help="Figure 6: the class-wise universal inverse perturbations z_c and x + z_c",
+                   args=(arg("run", help="a run folder (or a checkpoint file) of uiat, uiat_oneoff or <base>+uiat"),
+                         arg("--checkpoint", default="last.pt",
+                              help="checkpoint of the run folder to read (default: %(default)s)"),
+                         arg("--scale", type=int, default=4, help="pixel repetition (default: %(default)s)")))
+def perturbation_figure(run: str | Path, out: str | Path | None = None, *, checkpoint: str = "last.pt",
+                        scale: int = 4) -> list[Path]:
+    """The class-wise universal inverse perturbations of a UIAT run (UIAT Figure 6), one
+    column per class (at most 20): row 1 z_c rescaled from [-max|z|, max|z|] to [0, 1] (grey
+    = 0), row 2 the first test image of class c, row 3 that image plus z_c (clipped to
+    [0, 1]). Needs no matplotlib. Writes perturbations.png and perturbations.json (the
+    classes, max |z| and z itself, to 1e-6).
+
+    Args:
+        run: run folder (or a checkpoint file).
+        out: output folder or file; default ``RUN/perturbations.png``.
+        checkpoint: which checkpoint of the run folder to read.
+        scale: pixel repetition so 32x32 tiles are visible.
+    """
+    run = Path(run)
+    path = run if run.is_file() else run / checkpoint
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    info = get_dataset_info(cfg.data.name)
+    z = universal_perturbations(ckpt["method"], info.num_classes, tuple(info.image_shape)).numpy()
+    classes = list(range(min(info.num_classes, 20)))
+    images, labels = load_split(cfg.data.name, "test", root=cfg.data.root)
+    x = []
+    for c in classes:
+        hits = (labels == c).nonzero()
+        x.append(images[int(hits[0])].float().numpy() / 255 if len(hits) else np.zeros(info.image_shape, np.float32))
+    x = np.stack(x)
+    zc = z[classes]
+    tiles = np.concatenate([rescale_symmetric(zc), x, np.clip(x + zc, 0, 1)]).astype(np.float32)
+    base = output_base(out, path.parent, "perturbations")
+    png = base.with_suffix(".png")
+    write_png(image_grid(tiles, ncols=len(classes)), png, scale=scale)
+    series = {"analysis": "perturbations", "checkpoint": str(path), "epoch": ckpt.get("epoch"),
+              "classes": classes, "max_abs_z": float(np.abs(zc).max()),
+              "z": np.round(zc.astype(np.float64), 6).tolist()}  # 1e-6: far below one 8-bit pixel step
+    return [png, write_series(base.with_suffix(".json"), series)]

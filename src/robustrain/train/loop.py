@@ -1,0 +1,295 @@
+"""The one training loop shared by every method and model.
+
+``fit(cfg)`` orchestrates: it checks the run folder (:class:`~robustrain.artifacts.RunDir`),
+builds the run (:func:`~robustrain.build.build_run`), restores a checkpoint when resuming, runs
+:func:`train_one_epoch` and the end-of-epoch callbacks (the overfitting guard and the
+best-checkpoint selection, :mod:`robustrain.train.callbacks`) for each epoch, saves
+``last.pt`` / ``best.pt`` / ``metrics.jsonl`` through a :class:`~robustrain.train.logging.RunWriter`,
+and ends with the final table (``eval.final_attacks`` on the test split, using ``best.pt``'s
+weights) from :func:`~robustrain.eval.evaluate_checkpoint`, written to ``summary.json``.
+
+Nothing in the loop depends on which method runs: a method is ``method(model, batch) ->
+LossOutput``. Per-step metrics stay on the device and are read once per ``train.log_every``
+steps, so the step itself never waits for the host.
+
+Resuming (``fit(cfg, resume=True)`` / ``robustrain train --resume RUN_DIR``) restores model,
+optimiser, EMA, method state, loop state (epoch, step: the lr schedule is a pure function of
+it), callbacks' state and RNG states; data order and augmentation are functions of (seed,
+epoch), so on CPU a resumed run is bit-identical to an uninterrupted one.
+
+Under ``torchrun`` (``torchrun --nproc_per_node=N -m robustrain train ...``) the same loop
+runs data-parallel: each rank trains on its shard of every global batch through
+DistributedDataParallel, metrics and evaluation counts are all-reduced, rank 0 writes the
+run folder, and every rank reads ``last.pt`` on resume; see :mod:`robustrain.utils.distributed`.
+
+Example:
+    >>> from robustrain.config import load_config
+    >>> from robustrain.train import fit
+    >>> cfg = load_config(None, ["data.name=synthetic", "train.epochs=1", "method=standard",
+    ...                          "eval.n=64", "eval.final_n=64", "out_dir=/tmp/rr-doc"])
+    >>> summary = fit(cfg, overwrite=True, progress=False, verbose=False)
+    >>> sorted(summary["final"])
+    ['cw30', 'natural', 'pgd20']
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from robustrain.artifacts import RunDir, load_checkpoint
+from robustrain.build import Run, build_run
+from robustrain.config import Config, config_from_dict, config_to_dict
+from robustrain.eval.robust import PROTOCOL, evaluate_checkpoint, format_table
+from robustrain.schedules import lr_at, momentum_at
+from robustrain.train.callbacks import BestCheckpoint, Callback, default_callbacks
+from robustrain.train.logging import RunWriter
+from robustrain.train.state import TrainState, checkpoint, restore
+from robustrain.utils import distributed as ddp
+from robustrain.utils.errors import ConfigError, NonFiniteLossError
+from robustrain.utils.runtime import autocast_for, fast_math
+
+__all__ = ["fit", "train_one_epoch", "training_module"]
+
+#: ``torch.compile`` options of ``train.compile``: static shapes (``data.drop_last=true`` is
+#: required), so every graph is specialised to the batch size and never re-traced as dynamic.
+COMPILE_OPTIONS: dict[str, Any] = {"dynamic": False}
+
+
+def training_module(run: Run, model: nn.Module) -> nn.Module:
+    """The module the method trains: ``model`` (``run.model``, DDP-wrapped under torchrun), or
+    with ``train.compile`` its compiled wrapper.
+
+    The wrapper shares parameters and buffers with ``run.model``, which everything else keeps
+    using: optimiser, EMA, checkpoints (no ``_orig_mod.`` prefixes) and evaluation, which runs
+    the uncompiled model in fp32 (its batch sizes and precision differ from training, so a
+    compiled eval would only add graphs). Dynamo builds one graph per distinct forward of a
+    step (attack forwards in ``bn_mode`` with an input gradient, the training forward in
+    train mode, no-grad target forwards ...) on the first step of each method phase; later
+    steps and epochs reuse them (``tests/test_fastpath.py`` checks no recompilation).
+    """
+    if not run.cfg.train.compile:
+        return model
+    return torch.compile(model, **COMPILE_OPTIONS)
+
+
+def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    if key in sums:
+        sums[key] += value
+    else:
+        sums[key] = value.clone()
+
+
+def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, progress: bool = False,
+                    where: str = "the run folder") -> dict[str, Any]:
+    """Train epoch ``state.epoch`` (0-based); advance ``state.step`` per batch.
+
+    Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
+    schedule, runs ``method(train_model, batch)`` under bf16 autocast when asked and TF32 on
+    CUDA, and keeps the per-step sums on the device. The mean loss is read back once per
+    ``train.log_every`` steps (averaged over ranks, so every rank takes the same decision).
+
+    Returns:
+        the epoch's record so far: ``epoch`` (1-based), ``step``, ``lr``, ``train`` (mean loss,
+        accuracy and the method's metrics) and ``epoch_time_s``.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or infinite (``where`` names the intact checkpoints).
+    """
+    cfg, epoch = run.cfg, state.epoch
+    epochs, steps_per_epoch = cfg.train.epochs, len(run.loader)
+    total_steps = epochs * steps_per_epoch
+    t0 = time.perf_counter()
+    run.method.set_epoch(epoch)
+    run.loader.set_epoch(epoch)
+    ddp.seed_for_rank(cfg.seed, epoch)  # DDP: per-rank attack noise, a function of the epoch
+    run.model.train()
+    sums: dict[str, torch.Tensor] = {}
+    n_seen = torch.zeros((), device=run.device)
+    interval_loss = torch.zeros((), device=run.device)
+    lr = cfg.optim.lr
+    bar = tqdm(run.loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+               disable=not progress, leave=False, dynamic_ncols=True)
+    for i, batch in enumerate(bar):
+        lr = lr_at(cfg.schedule, state.step, total_steps, cfg.optim.lr)
+        momentum = momentum_at(cfg.schedule, state.step, total_steps)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+            if momentum is not None:
+                group["momentum"] = momentum
+        if cfg.train.channels_last:
+            batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
+        with fast_math(run.device):
+            with autocast_for(run.device, cfg.train.bf16):
+                out = run.method(train_model, batch)
+            run.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            run.optimizer.step()
+        if run.ema is not None:
+            run.ema.update(run.model, state.step)
+        state.step += 1
+        bs = batch.y.shape[0]
+        n_seen += bs
+        interval_loss += out.loss.detach().float()
+        _accumulate(sums, "loss", out.loss.detach().float() * bs)
+        _accumulate(sums, "acc", (out.logits.detach().argmax(1) == batch.y).sum().float())
+        for k, v in out.metrics.items():
+            _accumulate(sums, k, v.detach().float() * bs)
+        if (i + 1) % cfg.train.log_every == 0 or i + 1 == steps_per_epoch:
+            # the mean over ranks: every rank takes the same NaN decision
+            mean_loss = (ddp.all_reduce_sum(interval_loss)
+                         / (((i % cfg.train.log_every) + 1) * ddp.get_world_size())).item()
+            interval_loss.zero_()
+            if not math.isfinite(mean_loss):
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, step {state.step}; "
+                    f"checkpoints of completed epochs in {where} are intact; lower optim.lr "
+                    "or check the method's hyper-parameters, then --resume or start again"
+                )
+            if progress:
+                bar.set_postfix(loss=f"{mean_loss:.3f}",
+                                acc=f"{(sums['acc'] / n_seen).item():.3f}", lr=f"{lr:.4f}")
+    totals = ddp.all_reduce_sum(torch.stack([*sums.values(), n_seen]))  # sums over ranks
+    train_metrics = {k: v for k, v in zip(sums, (totals[:-1] / totals[-1]).tolist())}
+    return {"epoch": epoch + 1, "step": state.step, "lr": lr, "train": train_metrics,
+            "epoch_time_s": time.perf_counter() - t0}
+
+
+def _say(verbose: bool, msg: str) -> None:
+    if verbose:
+        print(msg, flush=True)
+
+
+def _epoch_line(cfg: Config, record: dict[str, Any], improved: bool) -> str:
+    train, ev = record["train"], record.get("eval")
+    return (f"epoch {record['epoch']:>3}/{cfg.train.epochs}  loss {train['loss']:.4f}  "
+            f"train-acc {100 * train['acc']:.2f}  "
+            + (f"nat {100 * ev['natural']:.2f}  {cfg.eval.attack} {100 * ev[cfg.eval.attack]:.2f}  " if ev else "")
+            + f"lr {record['lr']:.4f}  {record['epoch_time_s']:.1f}s" + ("  *best" if improved else ""))
+
+
+def fit(
+    cfg: Config,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    verbose: bool = True,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    callbacks: list[Callback] | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg`` and return the run summary (also written to ``summary.json``).
+
+    Args:
+        cfg: the validated run configuration.
+        run_dir: run folder; default ``{cfg.out_dir}/{cfg.run_name}``.
+        resume: continue the run in ``run_dir`` from its ``last.pt`` (its saved config wins).
+        overwrite: replace an existing run in ``run_dir``.
+        progress: live progress bar; None = only when stderr is a terminal.
+        verbose: print one line per epoch and the final table.
+        on_epoch_end: optional callback ``(epoch, record)`` after each epoch's checkpoint.
+        callbacks: the end-of-epoch callbacks (default :func:`~robustrain.train.callbacks.default_callbacks`:
+            the overfitting guard when on, then the best-checkpoint selection, which must be among them).
+
+    Raises:
+        RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        NonFiniteLossError: the loss became NaN/inf (checkpoints of earlier epochs are kept).
+    """
+    if cfg.train.tensorboard:
+        try:
+            importlib.import_module("torch.utils.tensorboard")
+        except ImportError:
+            raise ConfigError("train.tensorboard=true needs TensorBoard: pip install tensorboard, "
+                              "or set train.tensorboard=false") from None
+    rd = RunDir(run_dir if run_dir else Path(cfg.out_dir) / cfg.run_name).prepare(resume=resume, overwrite=overwrite)
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(rd.last)
+        cfg = config_from_dict(ckpt["config"])
+    if progress is None:
+        progress = sys.stderr.isatty()
+    # torchrun: join the process group; its rendezvous orders every rank's run-folder checks
+    # above before rank 0's writes below
+    ddp.init_distributed(cfg.train.device)
+    is_main = ddp.is_main_process()
+    progress, verbose = progress and is_main, verbose and is_main
+
+    run = build_run(cfg)  # data and model errors surface here, before the run folder is touched
+    ddp_model = ddp.wrap_model(run.model, sync_bn=cfg.train.sync_bn)  # run.model in one process
+    state = TrainState()
+    if callbacks is None:
+        callbacks = default_callbacks(cfg, progress=progress, verbose=is_main)
+    best = next((cb for cb in callbacks if isinstance(cb, BestCheckpoint)), None)
+    if best is None:
+        raise ValueError("fit needs a BestCheckpoint among its callbacks (it selects best.pt)")
+    with RunWriter(rd, cfg, clear=overwrite and not resume, enabled=is_main) as writer:
+        if ckpt is not None:
+            restore(ckpt, run, state, callbacks)
+            _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}")
+        train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
+        _say(verbose, f"run {rd.path}: {cfg.method.name} on {cfg.data.name} with {cfg.model.name}, "
+                      f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}")
+        stopped_early: int | None = None
+        t_run = time.perf_counter()
+        while state.epoch < cfg.train.epochs:
+            record = train_one_epoch(run, state, train_model, progress=progress, where=str(rd.path))
+            state.epoch += 1
+            # DDP: rank 0's BatchNorm statistics everywhere, so every rank evaluates the saved model
+            ddp.broadcast_buffers([run.model, run.ema.module if run.ema is not None else None])
+            stop = False
+            for cb in callbacks:
+                stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
+            # every rank holds the same state (DDP, replicated method buffers); rank 0 writes
+            writer.save(checkpoint(run, state, callbacks, record), record, best=best.improved)
+            ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
+            _say(verbose, _epoch_line(cfg, record, best.improved))
+            if on_epoch_end is not None:
+                on_epoch_end(state.epoch, record)
+            if stop:
+                stopped_early = state.epoch
+                break
+
+        summary = _final_table(run, rd, best, verbose=verbose, progress=progress)
+        summary["train_time_s"] = time.perf_counter() - t_run
+        summary["stopped_early"] = stopped_early
+        writer.write_summary(summary)
+    return summary
+
+
+def _final_table(run: Run, rd: RunDir, best: BestCheckpoint, *, verbose: bool, progress: bool) -> dict[str, Any]:
+    """``eval.final_attacks`` on the first ``eval.final_n`` test images, with ``best.pt``'s weights."""
+    cfg = run.cfg
+    path = rd.best_or_last()
+    n = cfg.eval.final_n or int(run.test_x.shape[0])
+    rec = evaluate_checkpoint(path, run.test_x[:n], run.test_y[:n], list(cfg.eval.final_attacks),
+                              device=run.device, batch_size=cfg.data.eval_batch_size, seed=cfg.seed,
+                              progress=progress, shard=True, warn_flags=True)
+    acc = rec.accuracy
+    summary = {
+        "run_dir": str(rd.path),
+        "checkpoint": path.name,
+        "checkpoint_epoch": int(rec.loaded.epoch),
+        "weights": rec.loaded.weights,
+        "selection": f"best {cfg.eval.attack} on the first {run.eval_x.shape[0]} test images",
+        "best_epoch": best.best_epoch,
+        "best_subset_robust_acc": best.best,
+        "n_test": n,
+        "protocol": PROTOCOL,
+        "final": acc,
+        "config": config_to_dict(cfg),
+    }
+    if verbose:
+        print(f"\nfinal evaluation of {path} (epoch {rec.loaded.epoch}, {summary['weights']} weights) "
+              f"on {n} {cfg.data.name} test images:")
+        print(format_table({f"{cfg.method.name} / {cfg.model.name}": acc}, list(acc)))
+        print(f"protocol: {PROTOCOL}")
+    return summary
