@@ -35,19 +35,19 @@ import platform
 import statistics
 import sys
 import time
-import types
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from robustrain.artifacts import load_model
 from robustrain.attacks import create_attack
 from robustrain.data import Batch, DeviceLoader, get_dataset_info, load_split
 from robustrain.eval.robust import evaluate_attacks
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
-from robustrain.train.trainer import _fast_math  # the trainer's own CUDA math settings
+from robustrain.utils.runtime import fast_math  # the trainer's own CUDA math settings
 
 EPOCHS = 100  # the run length methods are told (their phases are fractions of it)
 DEFAULT_METHODS = (
@@ -123,10 +123,9 @@ def make_optimizer(model: nn.Module, device: torch.device, lr: float = 0.01) -> 
 
 def train_step_fn(method, model, optimizer, batch, *, bf16: bool, device: torch.device) -> Callable[[], None]:
     """One full training step as the trainer's loop runs it."""
-    math_ctx = types.SimpleNamespace(device=device)
 
     def step() -> None:
-        with _fast_math(math_ctx):
+        with fast_math(device):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = method(model, batch)
             optimizer.zero_grad(set_to_none=True)
@@ -175,12 +174,10 @@ def machine_line(device: torch.device) -> str:
 def load_or_pretrain(args, device: torch.device, loader: DeviceLoader) -> tuple[nn.Module, str]:
     """The model every row uses: a checkpoint's, or ``--model`` after a short PGD-AT."""
     if args.checkpoint:
-        from robustrain.artifacts.loading import load_model
-
         loaded = load_model(args.checkpoint, device)
         if loaded.dataset != args.dataset:
             raise SystemExit(f"--checkpoint was trained on {loaded.dataset}; pass --dataset {loaded.dataset}")
-        name = loaded.config.model.name if loaded.config is not None else "?"
+        name = loaded.spec.model
         return loaded.model.train(), f"{name} from {args.checkpoint} ({loaded.weights} weights)"
     info = get_dataset_info(args.dataset)
     torch.manual_seed(args.seed)

@@ -41,7 +41,7 @@ def test_perturbation_figure_shows_z_and_x_plus_z(tmp_path, tiny_overrides):
     run = tmp_path / "runs" / "u"
     assert main(["analyze", "perturbations", str(run)]) == 0
     png = read_png(run / "perturbations.png").astype(np.float32) / 255
-    z = load_checkpoint(run / "last.pt")["method"]["z"].numpy()
+    z = load_checkpoint(run / "last.pt")["method"]["targets.z"].numpy()
     c, h, w = z.shape[1:]
     scale, pad = 4, 2
     images, labels = load_split("synthetic", "test")

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
 from robustrain.cli import main
@@ -24,12 +26,26 @@ def test_list(what, capsys):
 
 
 def test_list_shows_registry_entries(capsys):
-    from robustrain.methods import METHODS
+    from robustrain.methods import method_names
 
     main(["list", "methods"])
     out = capsys.readouterr().out
-    for name in METHODS.names():
+    for name in method_names():
         assert name in out
+
+
+def test_list_methods_names_unchanged_by_the_redesign(capsys):
+    # the method names `robustrain list methods` printed before the layering redesign
+    pinned = [line.split()[0] for line in (Path(__file__).parent / "data" / "list_methods.txt").read_text().splitlines()]
+    main(["list", "methods"])
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == pinned
+
+
+def test_list_writes_only_eps_like_values_as_fractions(capsys):
+    main(["list", "methods"])
+    out = capsys.readouterr().out
+    assert "rho=0.2," in out and "oneoff_epoch=0.8" in out and "cos_lambda=0.2" in out
+    assert "eps=8/255" in out and "alpha_universal=4/255" in out and "/255" not in out.split("rho=")[1].split(",")[0]
 
 
 @pytest.mark.parametrize("override", ["train.epoch=3", "method.eps=abc", "data.name=nope"])

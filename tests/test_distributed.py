@@ -301,8 +301,8 @@ def test_every_rank_holds_the_same_state(job):
             for key, value in dumps[0][name][part].items():
                 assert torch.equal(value, dumps[1][name][part][key]), f"{name} {part}.{key}"
     method = dumps[0]["uiat"]["method"]
-    assert {"z", "momentum_p", "momentum_seen"} <= method.keys()
-    assert bool(method["momentum_seen"].all())  # both ranks' samples, on both ranks
+    assert {"targets.z", "targets.momentum_p", "targets.momentum_seen"} <= method.keys()
+    assert bool(method["targets.momentum_seen"].all())  # both ranks' samples, on both ranks
 
 
 def test_collectives(job):

@@ -311,8 +311,8 @@ def test_fit_with_extra_data(tiny_overrides, gen_file):
     assert set(summary["final"]) == {"natural"}
     method_state = load_checkpoint(run / "last.pt")["method"]
     # per-sample buffers cover originals and generated ids; generated samples were seen
-    assert method_state["momentum_seen"].shape == (N_TRAIN + N_GEN,)
-    assert bool(method_state["momentum_seen"][N_TRAIN:].any())
+    assert method_state["targets.momentum_seen"].shape == (N_TRAIN + N_GEN,)
+    assert bool(method_state["targets.momentum_seen"][N_TRAIN:].any())
 
 
 def test_fit_missing_extra_file_fails_before_writing(tiny_overrides, tmp_path):

@@ -112,7 +112,7 @@ def test_bf16_attack_keeps_perturbation_fp32_and_inside_eps():
     assert x_adv.dtype == torch.float32
     assert (x_adv - batch.x).abs().max() <= EPS  # exact: projection and clamp in fp32
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert method.z.dtype == torch.float32 and method.z.abs().max() <= method.params.eps_inv
+    assert method.targets.z.dtype == torch.float32 and method.targets.z.abs().max() <= method.params.eps_inv
     out.loss.backward()
     assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in model.parameters())
 

@@ -52,6 +52,7 @@ from robustrain import __version__
 from robustrain.artifacts.checkpoint import save_checkpoint
 from robustrain.artifacts.loading import load_model
 from robustrain.artifacts.model_card import EXPORT_FORMAT, export_info_path, read_export_info
+from robustrain.artifacts.run_dir import RunDir
 from robustrain.utils.fileio import write_json
 from robustrain.utils.units import format_eps
 
@@ -64,7 +65,7 @@ def _percent(value: float | None) -> str | None:
 def _evaluations(checkpoint: Path, epoch: int | None, weights: str) -> list[dict[str, Any]]:
     """Evaluations of exactly these weights (same file, epoch and weight set) beside ``checkpoint``."""
     found = []
-    candidates = [checkpoint.parent / "summary.json", *sorted(checkpoint.parent.glob(f"{checkpoint.stem}-eval*.json"))]
+    candidates = [RunDir(checkpoint.parent).summary, *sorted(checkpoint.parent.glob(f"{checkpoint.stem}-eval*.json"))]
     for path in candidates:
         try:
             data = json.loads(path.read_text())
@@ -72,7 +73,7 @@ def _evaluations(checkpoint: Path, epoch: int | None, weights: str) -> list[dict
             continue  # absent or unreadable: nothing to report from it
         if not isinstance(data, dict):
             continue
-        if path.name == "summary.json":
+        if path.name == RunDir.SUMMARY:
             same = (data.get("checkpoint") == checkpoint.name and data.get("checkpoint_epoch") == epoch
                     and data.get("weights") == weights)
             acc, n = data.get("final"), data.get("n_test")

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     # what the file says it is (dataset, data folder), to pick the test split before evaluating
-    info = load_model(args.checkpoint, "cpu", ema=not args.no_ema)
+    info = load_model(args.checkpoint, device, ema=not args.no_ema)
     dataset = args.dataset or info.dataset
     try:
         check_dataset(info, dataset)
@@ -108,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
     root = args.data_root
     if root is None and info.config is not None and dataset == info.dataset:
         root = (info.config.get("data") or {}).get("root")
-    del info
     x, y = load_split(dataset, "test", root=root, download=args.download)
     n = x.shape[0] if args.n is None else min(args.n, x.shape[0])
     ckpt = Path(args.checkpoint)
@@ -120,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"AutoAttack: state in {aa_state} (rerun the same command to continue an interrupted run), "
               f"log in {aa_log}", file=sys.stderr)
     try:
-        record = evaluate_checkpoint(args.checkpoint, x[:n], y[:n], attacks, device=device, ema=not args.no_ema,
+        record = evaluate_checkpoint(args.checkpoint, x[:n], y[:n], attacks, device=device, loaded=info,
                                      batch_size=args.batch_size, seed=args.seed,
                                      progress=not args.no_progress and sys.stderr.isatty(),
                                      aa_state=aa_state if uses_aa else None, aa_log=aa_log if uses_aa else None,

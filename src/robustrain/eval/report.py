@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from robustrain.artifacts import load_checkpoint
+from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.config import config_from_dict, dump_config
 from robustrain.data import get_dataset_info
 from robustrain.eval.figures import curves_figure, perturbation_figure, universal_perturbations
@@ -100,7 +100,7 @@ def final_table(summary: Mapping[str, Any]) -> str:
 
 
 def _config_yaml(run: Path, summary: Mapping[str, Any] | None) -> str:
-    file = run / "config.yaml"
+    file = RunDir(run).config
     raw = yaml.safe_load(file.read_text()) if file.is_file() else (summary or {}).get("config", {})
     try:
         return dump_config(config_from_dict(raw))
@@ -127,7 +127,7 @@ def _figures(run: Path, folder: Path, has_metrics: bool) -> list[tuple[str, Path
     if has_metrics:
         out.append(("Learning curves: training (dashed) and test (solid) accuracy per epoch (UIAT Figure 2)",
                     curves_figure([run], folder / "curves.png")[0]))
-    if _has_universal_perturbations(run / "last.pt"):
+    if _has_universal_perturbations(RunDir(run).last):
         out.append(("Universal inverse perturbations z_c (row 1), a test image x of class c (row 2), x + z_c "
                     "(row 3) (UIAT Figure 6)", perturbation_figure(run, folder / "perturbations.png")[0]))
     return out

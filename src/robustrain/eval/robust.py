@@ -322,6 +322,7 @@ def evaluate_checkpoint(
     device: torch.device | str = "cpu",
     ema: bool = True,
     warn_flags: bool = False,
+    loaded: LoadedModel | None = None,
     **kwargs: Any,
 ) -> EvalRecord:
     """Load a checkpoint or exported model and evaluate it: the one checkpoint -> model -> table
@@ -334,13 +335,18 @@ def evaluate_checkpoint(
         device: where to load and run the model.
         ema: evaluate the EMA weights when the checkpoint has them (the protocol; default True).
         warn_flags: issue AutoAttack's sanity flags as ``UserWarning`` as well.
+        loaded: ``path`` already loaded by :func:`~robustrain.artifacts.load_model` (e.g. to pick the
+            dataset first); it is moved to ``device`` instead of reading the file again.
         **kwargs: the remaining arguments of :func:`evaluate_robustness` (``eps``, ``norm``,
             ``batch_size``, ``seed``, ``progress``, ``aa_state``, ``shard`` ...).
 
     Raises:
         CheckpointError: a missing, corrupt or foreign file.
     """
-    loaded = load_model(path, device, ema=ema)
+    if loaded is None:
+        loaded = load_model(path, device, ema=ema)
+    else:
+        loaded.model.to(device)
     result = evaluate_robustness(loaded.model, images, labels, attacks, device=device, **kwargs)
     if warn_flags:
         _warn_flags(result)

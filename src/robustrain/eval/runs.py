@@ -28,6 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import yaml
+
+from robustrain.artifacts import RunDir, read_metrics
+from robustrain.config import config_from_dict, config_to_dict
+
 __all__ = [
     "RunInfo",
     "IGNORED_KEYS",
@@ -100,8 +105,6 @@ def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A nested config (as in ``config.yaml``) as ``{dotted.key: value}``, validated when it
     still matches the schema, with the method's and model's parameter defaults filled in so
     runs that spell a default out and runs that do not compare equal. Lists become tuples."""
-    from robustrain.config import config_from_dict, config_to_dict
-
     try:
         nested = config_to_dict(config_from_dict(config))  # defaults spelled out
     except ValueError:  # a run from an older schema: compare it as written
@@ -125,12 +128,9 @@ def load_run(path: str | Path) -> RunInfo:
     Raises:
         ValueError: not a run folder (neither config.yaml nor summary.json).
     """
-    import yaml
-
-    from robustrain.train.logging import read_metrics
-
     path = Path(path)
-    summary_file, config_file, metrics_file = path / "summary.json", path / "config.yaml", path / "metrics.jsonl"
+    rd = RunDir(path)
+    summary_file, config_file, metrics_file = rd.summary, rd.config, rd.metrics
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
     if config_file.is_file():
         raw = yaml.safe_load(config_file.read_text()) or {}
@@ -189,7 +189,7 @@ def final_accuracy(run: RunInfo) -> dict[str, float]:
     if run.summary is None:
         return {}
     acc = dict(run.summary.get("final", {}))
-    stem = Path(run.summary.get("checkpoint", "best.pt")).stem
+    stem = Path(run.summary.get("checkpoint", RunDir.BEST)).stem
     extra = run.path / f"{stem}-eval.json"
     if extra.is_file():
         try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustrain.artifacts import load_checkpoint
+from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.config import config_from_dict
 from robustrain.data import get_dataset_info, load_split
 from robustrain.eval.figures._common import ANALYSES, arg, output_base, write_series
@@ -35,10 +35,10 @@ def universal_perturbations(method_state: dict[str, torch.Tensor], num_classes: 
 
 @ANALYSES.register("perturbations", help="Figure 6: the class-wise universal inverse perturbations z_c and x + z_c",
                    args=(arg("run", help="a run folder (or a checkpoint file) of uiat, uiat_oneoff or <base>+uiat"),
-                         arg("--checkpoint", default="last.pt",
+                         arg("--checkpoint", default=RunDir.LAST,
                               help="checkpoint of the run folder to read (default: %(default)s)"),
                          arg("--scale", type=int, default=4, help="pixel repetition (default: %(default)s)")))
-def perturbation_figure(run: str | Path, out: str | Path | None = None, *, checkpoint: str = "last.pt",
+def perturbation_figure(run: str | Path, out: str | Path | None = None, *, checkpoint: str = RunDir.LAST,
                         scale: int = 4) -> list[Path]:
     """The class-wise universal inverse perturbations of a UIAT run (UIAT Figure 6), one
     column per class (at most 20): row 1 z_c rescaled from [-max|z|, max|z|] to [0, 1] (grey

@@ -1,0 +1,53 @@
+"""A checkpoint written before the layering redesign (no model card, selection state at the top
+level, method buffers under their old names) still evaluates, exports and resumes.
+
+``tests/data/pre_redesign_uiat_best.pt`` was written by commit 4cca0fb (the last commit before the
+redesign): ``uiat`` on ``synthetic``, ``small_cnn`` width 4, one epoch; that run's final table
+said natural accuracy 0.15625 on the first 32 test images.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustrain.artifacts import export_model, load_checkpoint, load_model
+from robustrain.config import config_from_dict
+from robustrain.data import load_split
+from robustrain.eval import evaluate_checkpoint
+from robustrain.train import fit
+
+OLD = Path(__file__).parent / "data" / "pre_redesign_uiat_best.pt"
+
+
+def test_the_fixture_really_is_old():
+    ckpt = torch.load(OLD, weights_only=True)
+    assert "model_card" not in ckpt and "callbacks" not in ckpt and "best_epoch" in ckpt
+
+
+def test_old_best_pt_evaluates_to_the_number_it_had():
+    x, y = load_split("synthetic", "test")
+    rec = evaluate_checkpoint(OLD, x[:32], y[:32], ["natural"], progress=False)
+    assert rec.accuracy == {"natural": 0.15625}
+    assert rec.loaded.spec.model == "small_cnn" and rec.loaded.meta["method"] == "uiat"
+
+
+def test_old_best_pt_exports(tmp_path):
+    weights, card = export_model(OLD, tmp_path / "m.pt")
+    exported = load_model(weights)
+    original = load_model(OLD)
+    x = torch.rand(4, 3, 32, 32)
+    torch.testing.assert_close(exported.model(x), original.model(x))
+
+
+def test_old_checkpoint_resumes_with_its_selection_and_method_state(tmp_path):
+    run = tmp_path / "old"
+    run.mkdir()
+    shutil.copy(OLD, run / "last.pt")
+    cfg = config_from_dict(load_checkpoint(OLD)["config"])
+    # resume restores model, optimiser, method buffers (old names), RNG and the selection state,
+    # then (1 epoch done of 1) recomputes the final table
+    summary = fit(cfg, run_dir=run, resume=True, progress=False, verbose=False)
+    assert summary["best_epoch"] == load_checkpoint(OLD)["best_epoch"]
+    assert summary["final"] == {"natural": pytest.approx(0.15625)}
