@@ -5,10 +5,12 @@ needs pickle's arbitrary code path):
 
 ``format``, ``config`` (the resolved config as a dict), ``model_card`` (a
 :class:`~robustrain.artifacts.model_card.ModelSpec` as a dict: the model can be rebuilt from it
-alone), ``model``, ``ema`` (or None), ``optimizer``, ``method``, ``rng``, the loop state
-(``train_state``: epoch, step) and the callbacks' state (``callbacks``); see
-:mod:`robustrain.train.state`. Checkpoints written before the loop state had its own keys keep
-``epoch`` / ``step`` / ``best`` at the top level and still load.
+alone), the loop state ``epoch`` (epochs completed) and ``step`` (owned by
+:class:`robustrain.train.TrainState`), ``model``, ``ema`` (or None), ``optimizer``, ``method``,
+``rng``, ``callbacks`` (each end-of-epoch callback's own state by name: best-checkpoint selection,
+overfitting guard) and ``metrics`` (the epoch's record). Checkpoints written before the layering
+redesign have no ``model_card`` (the model is rebuilt from ``config``) and keep the callbacks'
+state at the top level (``best``, ``best_epoch``, ``guard_best``); both still load and resume.
 """
 
 from __future__ import annotations
