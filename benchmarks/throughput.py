@@ -31,12 +31,9 @@ import argparse
 import copy
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -47,7 +44,9 @@ from robustrain.data import Batch, DeviceLoader, get_dataset_info, load_split
 from robustrain.eval.robust import evaluate_attacks
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
-from robustrain.utils.runtime import fast_math  # the trainer's own CUDA math settings
+
+# benchmarks/ is sys.path[0] when run as a script
+from _common import Row, count_passes, cycle, machine_line, make_optimizer, parse_method, time_rows, train_step_fn
 
 EPOCHS = 100  # the run length methods are told (their phases are fractions of it)
 DEFAULT_METHODS = (
@@ -62,112 +61,6 @@ TARGETS = (
     ("pgd20", "torchattacks PGD-20", 1.00),
 )
 TORCHATTACKS = "torchattacks PGD-20"
-
-
-@dataclass
-class Row:
-    """One timed task: a training step or an evaluation attack on one batch."""
-
-    label: str
-    kind: str  # "train" | "eval"
-    run: Callable[[], object]
-    reference: str | None = None  # row its time is compared with
-    passes: str = ""
-    epoch: int | None = None
-
-
-# --------------------------------------------------------------------------- pieces
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def parse_method(spec: str, default_fraction: float) -> tuple[str, float]:
-    """``"name@0.5"`` -> ("name", 0.5); ``"name"`` -> ("name", default_fraction)."""
-    name, _, frac = spec.partition("@")
-    return name, float(frac) if frac else default_fraction
-
-
-def count_passes(method: nn.Module, model: nn.Module, batch: Batch) -> tuple[int, int]:
-    """(forwards, backwards) through ``model`` in one training step of ``method``.
-
-    A backward is counted once per forward whose logits a backward runs through (the
-    attack's input-gradient steps and the parameter backward of the loss).
-    """
-    forwards, backwards = [0], [0]
-    original = model.forward
-
-    def counting(x, *args, **kwargs):
-        forwards[0] += 1
-        out = original(x, *args, **kwargs)
-        logits = out[0] if isinstance(out, tuple) else out
-        if logits.requires_grad:
-            logits.register_hook(lambda g: backwards.__setitem__(0, backwards[0] + 1))
-        return out
-
-    model.forward = counting
-    try:
-        out = method(model, batch)
-        out.loss.backward()
-    finally:
-        del model.forward  # back to the class's forward
-        model.zero_grad(set_to_none=True)
-    return forwards[0], backwards[0]
-
-
-def make_optimizer(model: nn.Module, device: torch.device, lr: float = 0.01) -> torch.optim.Optimizer:
-    # as the trainer: SGD, Nesterov momentum, weight decay, fused on CUDA
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                           **({"fused": True} if device.type == "cuda" else {}))
-
-
-def train_step_fn(method, model, optimizer, batch, *, bf16: bool, device: torch.device) -> Callable[[], None]:
-    """One full training step as the trainer's loop runs it."""
-
-    def step() -> None:
-        with fast_math(device):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = method(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-
-    return step
-
-
-def time_rows(rows: list[Row], *, steps: int, warmup: int, rounds: int, device: torch.device,
-              clock: Callable[[], float] = time.perf_counter, log=print) -> dict[str, list[float]]:
-    """Seconds per call of each row in every round (rows interleaved within a round)."""
-    for row in rows:
-        t0 = time.perf_counter()
-        for _ in range(warmup):
-            row.run()
-        sync(device)
-        log(f"  warm-up {row.label}: {time.perf_counter() - t0:.1f}s")
-    times: dict[str, list[float]] = {row.label: [] for row in rows}
-    for r in range(rounds):
-        for row in rows:
-            sync(device)
-            t0 = clock()
-            for _ in range(steps):
-                row.run()
-            sync(device)
-            times[row.label].append((clock() - t0) / steps)
-        log(f"  round {r + 1}/{rounds} done, load average {os.getloadavg()[0]:.2f}")
-    return times
-
-
-def machine_line(device: torch.device) -> str:
-    if device.type == "cuda":
-        hw = torch.cuda.get_device_name(device)
-    else:
-        hw = platform.processor() or platform.machine()
-        try:  # the model name is more useful than "x86_64"
-            with open("/proc/cpuinfo") as f:
-                hw = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
-    return f"{hw}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
 # --------------------------------------------------------------------------- model
@@ -191,15 +84,6 @@ def load_or_pretrain(args, device: torch.device, loader: DeviceLoader) -> tuple[
         for _ in range(args.pretrain_steps):
             train_step_fn(method, model, optimizer, next(batches), bf16=False, device=device)()
     return model, f"{args.model} after {args.pretrain_steps} PGD-AT steps (lr 0.05)"
-
-
-def cycle(loader: DeviceLoader):
-    """Batches over successive epochs."""
-    epoch = 0
-    while True:
-        loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
 
 
 # --------------------------------------------------------------------------- rows

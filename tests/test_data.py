@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
+import os
 import pickle
 import re
 import struct
 import sys
 import tarfile
+import time
 import urllib.error
 from pathlib import Path
 
@@ -532,6 +535,56 @@ def test_md5_cache_survives_read_only_folder(tmp_path, monkeypatch):
     path.write_bytes(b"abc")
     monkeypatch.setattr(checksums, "_write_stamp", lambda *a: None)
     assert checksums.file_md5(path) == checksums.md5_bytes(b"abc")
+
+
+def _same_size_same_mtime_edit(path: Path, offset: int) -> bytes:
+    """Flip one byte at ``offset`` and put the modification time back, as ``touch -r`` would."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    time.sleep(0.05)  # file timestamps tick per jiffy: let the change time move past the first write
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where", ["first block", "middle", "last block"])
+def test_md5_cache_detects_a_same_size_same_mtime_edit(tmp_path, where):
+    path = tmp_path / "data.bin"
+    size = 3 * checksums.EDGE_BYTES + 17
+    path.write_bytes(bytes(range(256)) * (size // 256) + bytes(size % 256))
+    assert checksums.file_md5(path) == md5_of(path)
+    offset = {"first block": 5, "middle": size // 2, "last block": size - 3}[where]
+    edited = _same_size_same_mtime_edit(path, offset)
+    # in this process and in a new one (only the stamp left): both see the edit
+    assert checksums.file_md5(path) == checksums.md5_bytes(edited)
+    checksums.clear_process_cache()
+    assert checksums.file_md5(path) == checksums.md5_bytes(edited)
+
+
+def test_md5_stamp_checks_the_file_edges_even_when_ctime_and_inode_match(tmp_path):
+    """A filesystem whose change time cannot be trusted (a copy that kept the stamp and every
+    timestamp): the md5 of the first and last blocks still catches a rewritten header."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"a" * (2 * checksums.EDGE_BYTES))
+    old = checksums.file_md5(path)
+    edited = _same_size_same_mtime_edit(path, 0)
+    stamp = json.loads((tmp_path / checksums.STAMP_NAME).read_text())
+    stamp[path.name]["ctime_ns"] = path.stat().st_ctime_ns  # pretend nothing but the bytes changed
+    (tmp_path / checksums.STAMP_NAME).write_text(json.dumps(stamp))
+    checksums.clear_process_cache()
+    assert checksums.file_md5(path) == checksums.md5_bytes(edited) != old
+
+
+def test_md5_stamp_records_the_file_identity(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    checksums.file_md5(path)
+    record = json.loads((tmp_path / checksums.STAMP_NAME).read_text())["f.bin"]
+    st = path.stat()
+    assert record == {"size": 3, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
+                      "edges_md5": checksums.md5_bytes(b"abc"), "md5": checksums.md5_bytes(b"abc")}
 
 
 # ---------------------------------------------------------------- downloads (no network used)

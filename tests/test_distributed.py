@@ -327,7 +327,7 @@ def test_rank0_writes_files_one_process_reads_them(job):
     out, dumps = job
     assert [d["cli_rc"] for d in dumps] == [0, 0]
     run = out / "runs" / "cli"
-    expected = ["best.pt", "config.yaml", "last.pt", "metrics.jsonl", "summary.json"]
+    expected = [".lock", "best.pt", "config.yaml", "last.pt", "metrics.jsonl", "summary.json"]  # rank 0's lock
     assert sorted(p.name for p in run.iterdir()) == expected  # no stray temporary or per-rank files
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1  # one writer
     ckpt = load_checkpoint(run / "last.pt")

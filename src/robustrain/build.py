@@ -83,6 +83,23 @@ class Run:
         return self.ema.module if self.ema is not None else self.model
 
 
+def _check_batch_fits(cfg: Config, n_train: int) -> None:
+    """With ``drop_last`` a batch larger than the (per-rank) training split leaves no batch at
+    all: a config error, raised before the model is built or anything written.
+
+    Raises:
+        ConfigError: no full batch.
+    """
+    world = ddp.get_world_size()
+    per_rank = n_train if world == 1 else n_train // world
+    if cfg.data.drop_last and per_rank // cfg.data.batch_size == 0:
+        where = f"the {n_train} training images of {cfg.data.name}" + (f" over {world} ranks" if world > 1 else "")
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} is larger than {where} with data.drop_last=true, so no batch "
+            f"is left; use data.batch_size<={per_rank} or data.drop_last=false"
+        )
+
+
 def build_run(cfg: Config) -> Run:
     """Build model, method, optimiser, EMA, loaders and evaluation splits of ``cfg``.
 
@@ -97,6 +114,7 @@ def build_run(cfg: Config) -> Run:
     info = get_dataset_info(cfg.data.name)
     train_x, train_y = load_split(cfg.data.name, "train", root=cfg.data.root, download=cfg.data.download)
     test_x, test_y = load_split(cfg.data.name, "test", root=cfg.data.root, download=cfg.data.download)
+    _check_batch_fits(cfg, int(train_x.shape[0]))
     extra = None
     if cfg.data.extra.path is not None:
         # generated images (data.extra): memory-mapped and validated here, before anything is written
@@ -139,11 +157,8 @@ def build_run(cfg: Config) -> Run:
         rank=ddp.get_rank(),  # DDP: this rank's shard of every global batch
         world_size=ddp.get_world_size(),
     )
-    if len(loader) == 0:
-        raise ConfigError(
-            f"data.batch_size={cfg.data.batch_size} leaves no training batch for {train_x.shape[0]} images "
-            "with data.drop_last=true; lower the batch size"
-        )
+    if len(loader) == 0:  # _check_batch_fits caught it already
+        _check_batch_fits(cfg, 0)
     if extra is not None:
         # ratio originals + generated per batch; epoch = one original-split equivalent
         loader = MixedLoader(loader, extra.images, extra.labels, ratio=cfg.data.extra.ratio)

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from robustrain.utils.checks import check_positive
+from robustrain.utils.checks import check_in_range, check_positive, short_repr
 from robustrain.utils.registry import Registry
 
 __all__ = ["SCHEDULES", "ScheduleParams", "lr_at", "momentum_at"]
@@ -59,17 +59,24 @@ class ScheduleParams:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "milestones", tuple(float(m) for m in self.milestones))
-        if not 0 < self.pct_start < 1:
-            raise ValueError(f"schedule.pct_start must be in (0, 1), got {self.pct_start}")
+        check_in_range("schedule.pct_start", self.pct_start, 0.0, 1.0, "fraction of the run spent warming up, e.g. 0.25",
+                       low_open=True, high_open=True)
         if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"schedule.milestones must be increasing fractions in (0, 1), got {self.milestones}")
-        if not 0 <= self.warmup_frac < 1:
-            raise ValueError(f"schedule.warmup_frac must be in [0, 1), got {self.warmup_frac}")
-        if not 0 <= self.base_momentum <= self.max_momentum < 1:
+            raise ValueError("schedule.milestones must be increasing fractions in (0, 1), e.g. [0.5, 0.75], got "
+                             f"{short_repr(list(self.milestones))}")
+        check_in_range("schedule.warmup_frac", self.warmup_frac, 0.0, 1.0, "fraction of the run of linear warm-up",
+                       high_open=True)
+        check_in_range("schedule.base_momentum", self.base_momentum, 0.0, 1.0, "e.g. 0.85", high_open=True)
+        check_in_range("schedule.max_momentum", self.max_momentum, 0.0, 1.0, "e.g. 0.95", high_open=True)
+        if not self.base_momentum <= self.max_momentum:
             raise ValueError("schedule needs 0 <= base_momentum <= max_momentum < 1, got "
                              f"{self.base_momentum}, {self.max_momentum}")
-        check_positive("schedule.div_factor", self.div_factor)
-        check_positive("schedule.final_div_factor", self.final_div_factor)
+        check_positive("schedule.div_factor", self.div_factor, "initial lr = optim.lr / div_factor, e.g. 25")
+        check_positive("schedule.final_div_factor", self.final_div_factor,
+                       "final lr = initial lr / final_div_factor, e.g. 1e4")
+        check_in_range("schedule.gamma", self.gamma, 0.0, 1.0, "the lr decay factor at each milestone, e.g. 0.1",
+                       low_open=True)
+
 
 ScheduleFn = Callable[[int, int, float, ScheduleParams], float]
 SCHEDULES: Registry[ScheduleFn] = Registry("schedule")

@@ -8,12 +8,19 @@
 * :mod:`~robustrain.artifacts.run_dir` — :class:`RunDir`, the one owner of run-folder file names.
 """
 
-from robustrain.artifacts.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from robustrain.artifacts.checkpoint import (
+    FORMAT,
+    content_digest,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from robustrain.artifacts.export import export_model
 from robustrain.artifacts.loading import LoadedModel, check_dataset, load_model
 from robustrain.artifacts.model_card import EXPORT_FORMAT, ModelSpec, export_info_path, read_export_info
 from robustrain.artifacts.run_dir import RunDir, checkpoint_file, read_metrics
-from robustrain.utils.errors import CheckpointError, RunExistsError
+from robustrain.utils.errors import CheckpointError, RunExistsError, RunFolderError, RunLockedError
 
 __all__ = [
     "CheckpointError",
@@ -23,7 +30,10 @@ __all__ = [
     "ModelSpec",
     "RunDir",
     "RunExistsError",
+    "RunFolderError",
+    "RunLockedError",
     "check_dataset",
+    "content_digest",
     "checkpoint_file",
     "export_info_path",
     "export_model",

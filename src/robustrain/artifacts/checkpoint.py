@@ -15,6 +15,7 @@ state at the top level (``best``, ``best_epoch``, ``guard_best``); both still lo
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,58 @@ import torch
 from robustrain.utils.errors import CheckpointError
 from robustrain.utils.fileio import atomic_open
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "FORMAT"]
+__all__ = ["CheckpointError", "FORMAT", "content_digest", "load_checkpoint", "rng_state", "save_checkpoint",
+           "set_rng_state"]
 
 FORMAT = "robustrain-checkpoint-v1"
 _REQUIRED = ("format", "config", "epoch", "model")
 
 
+def _feed(h: "hashlib._Hash", obj: Any) -> None:
+    """Hash ``obj``'s content in a canonical order: the same checkpoint gives the same digest
+    whatever device its tensors are on."""
+    if torch.is_tensor(obj):
+        t = obj.detach()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k, v in sorted(obj.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0]))):
+            h.update(repr(k).encode() + b":")
+            _feed(h, v)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[" if isinstance(obj, list) else b"(")
+        for v in obj:
+            _feed(h, v)
+        h.update(b"]")
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
+def content_digest(obj: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's content (tensors' bytes, every other value's repr), its
+    ``checksum`` entry left out.
+
+    Example:
+        >>> a = {"format": FORMAT, "w": torch.ones(2)}
+        >>> content_digest(a) == content_digest({**a, "checksum": "x"}), content_digest(a) == content_digest(
+        ...     {"format": FORMAT, "w": torch.tensor([1.0, 1.0 + 2 ** -20])})
+        (True, False)
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in obj.items() if k != "checksum"})
+    return h.hexdigest()
+
+
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
     """Write ``obj`` to ``path`` atomically: a temporary file in the same folder, fsync,
     then ``os.replace``, so an interrupted save never leaves a half-written checkpoint and
-    never destroys the previous one."""
+    never destroys the previous one. A robustrain checkpoint (``format`` set) also carries the
+    :func:`content_digest` of its content (``checksum``), which :func:`load_checkpoint` verifies;
+    any other dict (an exported state_dict) is written as it is."""
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        obj = {**obj, "checksum": content_digest(obj)}
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
 
@@ -60,6 +103,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{path} is not a robustrain checkpoint (expected format {FORMAT!r}); "
             "`robustrain eval` also reads files written by `robustrain export`"
+        )
+    # checkpoints written before checksums existed have none and load as they are
+    if "checksum" in obj and obj["checksum"] != content_digest(obj):
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its content does not match its checksum (flipped bytes on disk "
+            "or in transfer); use the run's other checkpoint (best.pt / last.pt), a backup, or retrain"
         )
     return obj
 

@@ -1,6 +1,7 @@
 """Export a trained model as plain weights plus a RobustBench-style model card.
 
-``robustrain export CHECKPOINT OUT.pt`` writes two files, each atomically:
+``robustrain export CHECKPOINT OUT.pt`` writes two files, atomically and together (a failure leaves
+the previous pair, if any, as it was):
 
 - ``OUT.pt``: the ``state_dict`` of the whole [0,1]-input model, the ``Normalize`` front end
   included (``normalize.mean`` / ``normalize.std``), EMA weights when the run kept them
@@ -43,17 +44,21 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from robustrain import __version__
-from robustrain.artifacts.checkpoint import save_checkpoint
 from robustrain.artifacts.loading import load_model
 from robustrain.artifacts.model_card import EXPORT_FORMAT, export_info_path, read_export_info
 from robustrain.artifacts.run_dir import RunDir
-from robustrain.utils.fileio import write_json
+from robustrain.utils.errors import UsageError
+from robustrain.utils.fileio import atomic_open, unwritable_reason, write_json
 from robustrain.utils.units import format_eps
 
 __all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info"]  # card reading: model_card
@@ -122,16 +127,27 @@ def export_model(
         (weights path, model-card path).
 
     Raises:
-        CheckpointError: missing or corrupt checkpoint.
-        ValueError: ``out`` is the checkpoint itself or would overwrite its JSON.
+        CheckpointError: missing, corrupt or foreign checkpoint.
+        UsageError (a ValueError): ``out`` is the checkpoint itself or would overwrite its JSON, is
+            a folder, or cannot be written (checked before anything is read or written); the
+            checkpoint is already an export.
+        DiskFullError: the disk filled up while writing (the files there before are intact).
     """
     checkpoint, out = Path(checkpoint), Path(out)
     card_path = export_info_path(out)
+    if out.suffix == ".json":
+        raise UsageError(f"export target {out} ends in .json, the name of its model card; give a weights file "
+                         "such as model.pt")
     if out.resolve() == checkpoint.resolve() or card_path.resolve() == checkpoint.resolve():
-        raise ValueError(f"export target {out} would overwrite the checkpoint; choose another OUT path")
+        raise UsageError(f"export target {out} would overwrite the checkpoint; choose another OUT path")
+    for target in (out, card_path):
+        reason = unwritable_reason(target)
+        if reason is not None:
+            raise UsageError(f"cannot export to {target}: {reason}; give a file path in a writable folder, "
+                             "e.g. models/model.pt")
     loaded = load_model(checkpoint, "cpu", ema=ema)
     if loaded.config is None:
-        raise ValueError(f"{checkpoint} is already an export; copy it and {export_info_path(checkpoint)} instead")
+        raise UsageError(f"{checkpoint} is already an export; copy it and {export_info_path(checkpoint)} instead")
     cfg = loaded.config  # the run's config dict
     state = {k: v.detach().clone().contiguous() for k, v in loaded.model.state_dict().items()}
     method_params = {k: v for k, v in cfg["method"].items() if k != "name"}
@@ -174,7 +190,15 @@ def export_model(
         "evaluations": evaluations,
         "config": cfg,
     }
-    save_checkpoint(state, out)
-    card["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
-    write_json(card, card_path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    card["sha256"] = hashlib.sha256(data).hexdigest()
+    # both files or neither: the weights are on disk (fsynced) before the card replaces the old one,
+    # and a failure writing the card (disk full) drops the new weights, leaving the old pair intact
+    with atomic_open(out, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        write_json(card, card_path)
     return out, card_path

@@ -95,16 +95,50 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", *, ema: boo
         if state is None:
             raise
         return _load_exported(path, state, device)
-    return _load_checkpoint(ckpt, device, ema)
+    return _load_checkpoint(path, ckpt, device, ema)
 
 
-def _load_checkpoint(ckpt: dict[str, Any], device: torch.device | str, ema: bool) -> LoadedModel:
-    config = dict(ckpt["config"])
+def _build_checked(spec: ModelSpec, device: torch.device | str, where: str, fix: str) -> nn.Module:
+    """``spec``'s model on ``device`` once :meth:`ModelSpec.check_size` accepts it."""
+    try:
+        spec.check_size()
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}: {e}; {fix}") from None
+    try:
+        return spec.build(device)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
+        first = (str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)).strip().splitlines()
+        raise CheckpointError(f"{where} cannot rebuild the model ({first[0][:150] if first else type(e).__name__}); "
+                              f"{fix}") from None
+
+
+def _load_state(model: nn.Module, state: Any, problem: str, fix: str) -> None:
+    """``model.load_state_dict(state)``; a :class:`CheckpointError` saying ``problem`` (which
+    names the file) when the weights belong to another model (missing / unexpected keys, other
+    shapes) or are no state_dict at all."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{problem} (the weights are a {type(state).__name__}, not a state_dict); {fix}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+        raise CheckpointError(f"{problem} ({detail[:200]}); {fix}") from None
+
+
+def _load_checkpoint(path: Path, ckpt: dict[str, Any], device: torch.device | str, ema: bool) -> LoadedModel:
+    fix = "use a checkpoint written by `robustrain train` for this run (best.pt / last.pt) or retrain"
+    config = ckpt["config"]
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} has no config dict; {fix}")
+    config = dict(config)
     card = ckpt.get("model_card")
     spec = ModelSpec.from_dict(card) if card is not None else ModelSpec.from_config_dict(config)
-    model = spec.build(device)
+    model = _build_checked(spec, device, f"checkpoint {path}", fix)
     weights = "ema" if ema and ckpt.get("ema") is not None else "model"
-    model.load_state_dict(ckpt[weights])
+    _load_state(model, ckpt[weights], f"the {weights} weights in {path} do not fit the model its "
+                f"{'model card' if card is not None else 'config'} describes ({spec.model} {spec.params}): "
+                "another model's weights?", fix)
     model.eval()
     method = config.get("method") or {}
     return LoadedModel(
@@ -117,8 +151,8 @@ def _load_checkpoint(ckpt: dict[str, Any], device: torch.device | str, ema: bool
         epoch=ckpt.get("epoch"),
         config=config,
         spec=spec,
-        meta={"method": method.get("name"), "model": spec.model, "source": "checkpoint",
-              "image_shape": spec.image_shape},
+        meta={"method": method.get("name") if isinstance(method, dict) else None, "model": spec.model,
+              "source": "checkpoint", "image_shape": spec.image_shape},
     )
 
 
@@ -141,15 +175,11 @@ def _load_exported(path: Path, state: dict[str, torch.Tensor], device: torch.dev
         spec = ModelSpec(model=info["model"]["name"], params=dict(info["model"].get("params") or {}),
                          num_classes=info["num_classes"], image_shape=tuple(info["image_shape"]),
                          mean=tuple(info["mean"]), std=tuple(info["std"]), dataset=str(info["dataset"]))
-        shape, mean, std, num_classes = spec.image_shape, spec.mean, spec.std, spec.num_classes
-        model = spec.build()
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise CheckpointError(f"model card {card} cannot rebuild the model ({str(e)[:150]}); {fix}") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{path} does not match its model card {card} ({first[:150]}); {fix}") from None
+    shape, mean, std, num_classes = spec.image_shape, spec.mean, spec.std, spec.num_classes
+    model = _build_checked(spec, "cpu", f"model card {card}", fix)
+    _load_state(model, state, f"{path} does not match its model card {card}", fix)
     # the normalisation lives in the weights: the card must describe those, not something else
     inside = (model.normalize.mean.flatten().tolist(), model.normalize.std.flatten().tolist())
     if not (torch.allclose(torch.tensor(inside[0]), torch.tensor(mean))

@@ -6,6 +6,11 @@ resolved parameters, class count, image shape, and the normalisation composed in
 backbone. Checkpoints written before model cards existed are rebuilt from their config dict
 (:meth:`ModelSpec.from_config_dict`), by the same rule the trainer used.
 
+A card comes from a file, so what it may ask for is bounded before anything is allocated
+(:meth:`ModelSpec.check_size`): integer architecture parameters up to
+:data:`MAX_ARCH_INT`, then the model is built on PyTorch's ``meta`` device (no memory) and its
+parameter count must stay under :data:`MAX_PARAMETERS`.
+
 Example:
     >>> spec = ModelSpec(model="small_cnn", params={"width": 4}, num_classes=10, image_shape=(3, 32, 32),
     ...                  mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), dataset="synthetic")
@@ -27,14 +32,21 @@ import torch
 from torch import nn
 
 from robustrain.data import get_dataset_info
-from robustrain.models import create_model
+from robustrain.models import MAX_PARAMETERS, create_model
 from robustrain.utils.errors import CheckpointError
 
-__all__ = ["EXPORT_FORMAT", "ModelSpec", "export_info_path", "read_export_info"]
+__all__ = ["EXPORT_FORMAT", "MAX_ARCH_INT", "MAX_PARAMETERS", "ModelSpec", "export_info_path", "read_export_info"]
 
 EXPORT_FORMAT = "robustrain-export-v1"
 #: keys a model card must have for :func:`robustrain.artifacts.load_model` to rebuild the model
 REQUIRED_KEYS = ("format", "model", "dataset", "num_classes", "image_shape", "mean", "std")
+#: the most parameters (and buffer elements) a model card may ask for: the models' own limit
+#: (4 GB of fp32 weights, well above WRN-70-16's 267M)
+#: the largest integer architecture parameter (width, depth ...) a card may give: keeps even the
+#: ``meta``-device build of :meth:`ModelSpec.check_size` under a few seconds
+MAX_ARCH_INT = 512
+#: bounds of the other integers of a card: class count, image channels and side
+_MAX_CLASSES, _MAX_CHANNELS, _MAX_SIDE = 1_000_000, 1024, 8192
 
 
 def export_info_path(weights: str | Path) -> Path:
@@ -105,6 +117,56 @@ class ModelSpec:
         net = create_model(self.model, self.num_classes, mean=self.mean, std=self.std,
                            in_channels=self.image_shape[0], **self.params)
         return net.to(device)
+
+    def check_size(self, max_parameters: int = MAX_PARAMETERS) -> int:
+        """Refuse a spec asking for an absurd model before it is built; returns its parameter count.
+
+        Integers (architecture parameters, classes, image shape) are bounded first, then the model
+        is built on the ``meta`` device (shapes only, nothing allocated) and its parameters and
+        buffers are counted.
+
+        Raises:
+            CheckpointError: a value out of range, a model that cannot be built from the spec, or
+                more than ``max_parameters`` elements (the message says how many).
+
+        Example:
+            >>> ModelSpec("small_cnn", {"width": 4}).check_size()
+            6736
+            >>> ModelSpec("small_cnn", {"width": 10**6}).check_size()
+            Traceback (most recent call last):
+            ...
+            robustrain.utils.errors.CheckpointError: the model card asks for model small_cnn with width=1000000; integer architecture parameters must be at most 512
+        """
+        for key, value in self.params.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and value != value:
+                raise CheckpointError(f"the model card gives model parameter {key}=nan")
+            if isinstance(value, int) and not -MAX_ARCH_INT <= value <= MAX_ARCH_INT:
+                raise CheckpointError(f"the model card asks for model {self.model} with {key}={value}; integer "
+                                      f"architecture parameters must be at most {MAX_ARCH_INT}")
+        c, h, w = (self.image_shape + (0, 0, 0))[:3]
+        if len(self.image_shape) != 3 or not (0 < c <= _MAX_CHANNELS and 0 < h <= _MAX_SIDE and 0 < w <= _MAX_SIDE):
+            raise CheckpointError(f"the model card gives image_shape {list(self.image_shape)}; expected [C, H, W] "
+                                  f"with 1..{_MAX_CHANNELS} channels and sides 1..{_MAX_SIDE}")
+        if not 0 < self.num_classes <= _MAX_CLASSES:
+            raise CheckpointError(f"the model card gives num_classes={self.num_classes}; expected 1..{_MAX_CLASSES}")
+        stats = self.mean + self.std
+        if not all(v == v and abs(v) != float("inf") for v in stats) or min(self.std, default=1.0) <= 0:
+            raise CheckpointError(f"the model card gives mean {list(self.mean)} / std {list(self.std)}; expected "
+                                  "finite values and a positive std")
+        try:
+            with torch.device("meta"):
+                net = self.build("meta")
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first = (str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)).strip().splitlines()
+            raise CheckpointError(f"the model card cannot rebuild model {self.model} "
+                                  f"({first[0][:150] if first else type(e).__name__})") from None
+        count = sum(t.numel() for t in net.parameters()) + sum(t.numel() for t in net.buffers())
+        if count > max_parameters:
+            raise CheckpointError(f"the model card asks for model {self.model} with {count:.3g} parameters "
+                                  f"(limit {max_parameters:.0e}: about {4 * count / 2**30:.0f} GiB of weights)")
+        return count
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON- and ``weights_only``-safe)."""

@@ -5,6 +5,14 @@ epoch), ``last.pt``, ``best.pt`` (the selected checkpoint), ``summary.json`` (th
 with TensorBoard on, ``tensorboard/``. Every command that reads or writes a run folder (train,
 eval, report, analyze, reproduce) names those files through this class.
 
+Writing is a transaction per epoch. ``last.pt`` is the commit point: it is replaced atomically
+and carries the whole metrics history and the selection state, so every other file of the
+epoch (``best.pt``, ``metrics.jsonl``) can be re-derived from it. :meth:`RunDir.repair`, run when
+a run resumes, brings them back in line after an interruption between the commit and the
+copies, and says what it repaired. One writer at a time: :meth:`RunDir.lock` takes an OS file
+lock (``.lock``, released by the kernel when the process dies, so it never goes stale) and a
+second writer is refused with the PID holding it.
+
 Example:
     >>> import tempfile
     >>> rd = RunDir(tempfile.mkdtemp())
@@ -18,13 +26,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from robustrain.utils.errors import RunExistsError
-from robustrain.utils.fileio import atomic_open, write_atomic, write_json
+from robustrain.utils.errors import RunExistsError, RunFolderError, RunLockedError
+from robustrain.utils.fileio import atomic_open, unwritable_reason, write_atomic, write_json
+
+try:  # POSIX advisory locks; elsewhere the lock is a no-op (documented)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["RunDir", "checkpoint_file"]
 
@@ -42,6 +58,7 @@ class RunDir:
     BEST = "best.pt"
     SUMMARY = "summary.json"
     TENSORBOARD = "tensorboard"
+    LOCK = ".lock"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -119,6 +136,101 @@ class RunDir:
         for p in (self.last, self.best, self.metrics, self.summary, self.config):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard, ignore_errors=True)
+        self.remove_temp_files()
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temporary files of atomic writes that a kill interrupted (``.NAME.*.tmp``);
+        only safe while holding :meth:`lock`."""
+        removed = []
+        if self.path.is_dir():
+            for p in self.path.glob(".*.tmp"):
+                if p.is_file():
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+        return removed
+
+    def ensure_writable(self) -> None:
+        """Create the folder if needed and check that files can be created in it.
+
+        Raises:
+            RunFolderError: ``out_dir`` or the folder is a file, lies under a file (``/dev/null/x``),
+                or is not writable.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise RunFolderError(f"run folder {self.path} is a file, not a folder; choose another out_dir or "
+                                 "name") from None
+        except OSError as e:
+            raise RunFolderError(f"cannot create run folder {self.path} ({e.strerror or e}); choose an out_dir "
+                                 "in a writable place") from None
+        if not self.path.is_dir():
+            raise RunFolderError(f"run folder {self.path} is not a folder; choose another out_dir or name")
+        # a probe file (made and removed at once): sees read-only mounts and permissions, also for root
+        reason = unwritable_reason(self.path / ".write-probe")
+        if reason is not None or not os.access(self.path, os.W_OK | os.X_OK):
+            raise RunFolderError(f"run folder {self.path} is not writable ({reason or 'permissions'}); fix its "
+                                 "permissions or choose another out_dir")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator["RunDir"]:
+        """Hold the run folder's writer lock (creating the folder) for the block.
+
+        Raises:
+            RunLockedError: another live process holds it (its PID is named).
+            RunFolderError: the folder cannot be created or written.
+        """
+        self.ensure_writable()
+        path = self.path / self.LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunFolderError(f"run folder {self.path} is not writable ({e.strerror or e}); fix its "
+                                 "permissions or choose another out_dir") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    raise RunLockedError(
+                        f"run folder {self.path} is in use by another robustrain process (PID {holder}); wait "
+                        "for it to finish or stop it, or use name=NEW_NAME for a separate run") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock; the file stays (unlinking it would race a waiting writer)
+
+    def repair(self, history: list[dict[str, Any]], best_epoch: int, last_epoch: int,
+               best_epoch_on_disk: int | None) -> list[str]:
+        """Bring ``metrics.jsonl`` and ``best.pt`` in line with the committed ``last.pt``.
+
+        Args:
+            history: the metrics records ``last.pt`` carries (one per completed epoch).
+            best_epoch: the epoch ``last.pt`` says was selected.
+            last_epoch: the epoch of ``last.pt``.
+            best_epoch_on_disk: the epoch of the current ``best.pt`` (None: none).
+
+        Returns:
+            one line per file repaired (empty when everything was in order).
+        """
+        done = []
+        if best_epoch == last_epoch and best_epoch_on_disk != best_epoch and last_epoch > 0:
+            self.copy_last_to_best()
+            done.append(f"best.pt was behind (epoch {best_epoch_on_disk}): copied from last.pt (epoch {last_epoch})")
+        elif best_epoch > 0 and best_epoch_on_disk not in (None, best_epoch):
+            done.append(f"best.pt holds epoch {best_epoch_on_disk} but epoch {best_epoch} was selected and its "
+                        "weights are gone; best.pt is left as it is")
+        text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in history)
+        current = self.metrics.read_text() if self.metrics.is_file() else None
+        if history and current != text:
+            write_atomic(self.metrics, text)
+            have = 0 if current is None else sum(1 for line in current.splitlines() if line.strip())
+            done.append(f"metrics.jsonl had {have} line(s), last.pt {len(history)} epoch(s): rewritten from last.pt")
+        return done
 
     # ---------------------------------------------------------------- reading and writing
     def write_config(self, text: str) -> None:
@@ -138,6 +250,10 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, Any]]:
         """All records of ``metrics.jsonl``."""
         return read_metrics(self.metrics)
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """``metrics.jsonl`` := one line per record, atomically (the whole file: it is small)."""
+        write_atomic(self.metrics, "".join(json.dumps(r, allow_nan=True) + "\n" for r in history))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

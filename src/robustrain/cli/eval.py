@@ -32,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("checkpoint",
-                   help="a best.pt / last.pt written by `robustrain train`, or OUT.pt of `robustrain export`")
+                   help="a best.pt / last.pt written by `robustrain train`, a run folder (its best.pt, else "
+                        "last.pt), or OUT.pt of `robustrain export`")
     e.add_argument("--attacks", default="natural,pgd20,cw30,aa",
                    help="comma-separated attack names (default: %(default)s, the DESIGN.md protocol)")
     e.add_argument("--n", type=int, default=None, help="evaluate the first N test images (default: all)")
@@ -60,13 +61,49 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return e
 
 
+def _device(name: str):
+    """``--device``: auto, cpu, cuda, cuda:N (or mps where available); UsageError otherwise."""
+    import torch
+
+    from robustrain.utils.runtime import resolve_device
+
+    fix = "use --device cpu (or auto: CUDA when available)"
+    try:
+        dev = torch.device(name) if name != "auto" else None
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name}: not a device; {fix}") from None
+    if dev is not None:
+        if dev.type not in ("cpu", "cuda", "mps"):
+            raise UsageError(f"--device {name}: robustrain evaluates on cpu, cuda or cuda:N; {fix}")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine; {fix}")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); {fix}")
+        if dev.type == "mps" and not torch.backends.mps.is_available():
+            raise UsageError(f"--device {name}: MPS is not available on this machine; {fix}")
+    try:
+        return resolve_device(name)
+    except (RuntimeError, ValueError) as e:  # ConfigError included: say it in terms of --device
+        raise UsageError(f"--device {name}: {e}; {fix}") from None
+
+
+def _require_writable(path: Path, flag: str) -> None:
+    from robustrain.utils.fileio import unwritable_reason
+
+    reason = unwritable_reason(path)
+    if reason is not None:
+        raise UsageError(f"{flag} {path}: cannot write there ({reason}); give {flag} a path in a writable folder "
+                         "(nothing was evaluated)")
+
+
 def run(args: argparse.Namespace) -> int:
-    from robustrain.artifacts import check_dataset, load_model
+    from robustrain.artifacts import check_dataset, checkpoint_file, load_model
     from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
     from robustrain.data import load_split
     from robustrain.eval import build_eval_attacks, evaluate_checkpoint, format_table
+    from robustrain.utils.errors import CheckpointError, RobustrainError
     from robustrain.utils.fileio import write_json
-    from robustrain.utils.runtime import resolve_device
     from robustrain.utils.units import parse_number
 
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -83,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     eps = parse_number(args.eps, "--eps") if args.eps is not None else None
     if eps is not None and not 0 < eps < float("inf"):
         raise UsageError(f"--eps must be positive, e.g. 8/255 or 0.031, got {args.eps}")
+    if eps is not None and args.norm.lower() == "linf" and eps > 1:
+        # an Linf radius above 1 is no threat model for [0, 1] pixels (an L2 radius may exceed 1)
+        raise UsageError(f"--eps {args.eps} is larger than the whole [0, 1] pixel range; an Linf radius is at "
+                         "most 1, e.g. 8/255")
     try:
         attacks = build_eval_attacks(names, eps=eps, norm=args.norm)
     except KeyError as e:
@@ -94,12 +135,27 @@ def run(args: argparse.Namespace) -> int:
         try:
             require_pyautoattack()
         except ImportError as e:
-            print(f"robustrain: error: {e}", file=sys.stderr)
-            return 1
+            raise RobustrainError(str(e)) from None  # exit 1: a missing optional package
 
-    device = resolve_device(args.device)
+    device = _device(args.device)
+    # a run folder evaluates its best.pt (last.pt without one)
+    ckpt = checkpoint_file(args.checkpoint)
+    if not ckpt.is_file():
+        folder = Path(args.checkpoint)
+        why = (f"the run folder {folder} holds no best.pt or last.pt yet (no epoch finished?)" if folder.is_dir()
+               else "give a best.pt / last.pt, a run folder or an exported OUT.pt")
+        raise CheckpointError(f"checkpoint {ckpt} does not exist; {why}")
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
+    # an interrupted AutoAttack continues from its state; the default state is removed once done
+    aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
+    aa_log = out.with_name(out.stem + "-autoattack.log")
+    # every file the evaluation writes must be writable before it starts (not after an hour of AutoAttack)
+    _require_writable(out, "--out")
+    if uses_aa:
+        _require_writable(aa_log, "--out")
+        _require_writable(aa_state / "chunk", "--aa-state")
     # what the file says it is (dataset, data folder), to pick the test split before evaluating
-    info = load_model(args.checkpoint, device, ema=not args.no_ema)
+    info = load_model(ckpt, device, ema=not args.no_ema)
     dataset = args.dataset or info.dataset
     try:
         check_dataset(info, dataset)
@@ -110,34 +166,25 @@ def run(args: argparse.Namespace) -> int:
         root = (info.config.get("data") or {}).get("root")
     x, y = load_split(dataset, "test", root=root, download=args.download)
     n = x.shape[0] if args.n is None else min(args.n, x.shape[0])
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
-    # an interrupted AutoAttack continues from its state; the default state is removed once done
-    aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
-    aa_log = out.with_name(out.stem + "-autoattack.log")
     if uses_aa:
         print(f"AutoAttack: state in {aa_state} (rerun the same command to continue an interrupted run), "
               f"log in {aa_log}", file=sys.stderr)
-    try:
-        record = evaluate_checkpoint(args.checkpoint, x[:n], y[:n], attacks, device=device, loaded=info,
-                                     batch_size=args.batch_size, seed=args.seed,
-                                     progress=not args.no_progress and sys.stderr.isatty(),
-                                     aa_state=aa_state if uses_aa else None, aa_log=aa_log if uses_aa else None,
-                                     aa_verbose=args.aa_verbose)
-    except KeyboardInterrupt:
-        kept = f"AutoAttack's finished chunks are kept in {aa_state}: " if uses_aa else ""
-        print(f"robustrain: interrupted; {kept}rerun the same command to evaluate again", file=sys.stderr)
-        return 130
+    args.aa_state_dir = aa_state if uses_aa else None  # named by main()'s Ctrl-C message
+    record = evaluate_checkpoint(ckpt, x[:n], y[:n], attacks, device=device, loaded=info,
+                                 batch_size=args.batch_size, seed=args.seed,
+                                 progress=not args.no_progress and sys.stderr.isatty(),
+                                 aa_state=aa_state if uses_aa else None, aa_log=aa_log if uses_aa else None,
+                                 aa_verbose=args.aa_verbose)
     loaded, res = record.loaded, record.result
     label = f"{loaded.meta.get('method')} / {loaded.meta.get('model')}"
     trained = "" if dataset == loaded.dataset else f" (trained on {loaded.dataset})"
-    print(f"{args.checkpoint} (epoch {loaded.epoch}, {loaded.weights} weights), {n} {dataset} test images{trained}")
+    print(f"{ckpt} (epoch {loaded.epoch}, {loaded.weights} weights), {n} {dataset} test images{trained}")
     print(format_table({label: res.accuracy}, names))
     print(f"protocol: {res.protocol}")
     for name, result in res.autoattack.items():
         print(f"AutoAttack flags ({name}): " + ("; ".join(result.flags) if result.flags else "none"))
     summary = {
-        "checkpoint": str(args.checkpoint), "source": loaded.meta.get("source"), "epoch": loaded.epoch,
+        "checkpoint": str(ckpt), "source": loaded.meta.get("source"), "epoch": loaded.epoch,
         "weights": loaded.weights, "method": loaded.meta.get("method"), "model": loaded.meta.get("model"),
         "dataset": dataset, "trained_on": loaded.dataset, "n": n, "seed": args.seed,
         "norm": args.norm, "eps": eps if eps is not None else default_eps(args.norm),

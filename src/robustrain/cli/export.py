@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from robustrain.utils.errors import RobustrainError, UsageError
-
 __all__ = ["add_parser", "run"]
 
 
@@ -23,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog="Example:\n  robustrain export runs/uiat-small_cnn-cifar10-mini-s0/best.pt models/uiat_small_cnn.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ex.add_argument("checkpoint", help="a best.pt / last.pt written by `robustrain train`")
+    ex.add_argument("checkpoint", help="a best.pt / last.pt written by `robustrain train`, or a run folder "
+                                       "(its best.pt, else last.pt)")
     ex.add_argument("out", help="weights file to write, e.g. model.pt (the card goes to model.json)")
     ex.add_argument("--no-ema", action="store_true", help="export the raw weights even when EMA weights exist")
     ex.add_argument("--name", default=None, help="model name in the card (default: METHOD-MODEL-DATASET)")
@@ -34,12 +33,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from robustrain.artifacts import export_model
 
-    try:
-        weights, card_path = export_model(args.checkpoint, args.out, ema=not args.no_ema, name=args.name)
-    except RobustrainError:
-        raise  # CheckpointError is a ValueError too: it keeps its own exit code
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    from robustrain.artifacts import checkpoint_file
+
+    # a run folder exports its best.pt (last.pt without one); errors are RobustrainErrors (main prints them)
+    weights, card_path = export_model(checkpoint_file(args.checkpoint), args.out, ema=not args.no_ema,
+                                      name=args.name)
     card = json.loads(card_path.read_text())
     accs = ", ".join(f"{k} {v}%" for k, v in (("clean", card["clean_acc"]), ("AutoAttack", card["autoattack_acc"]))
                      if v is not None) or "no evaluation of these weights found beside the checkpoint"

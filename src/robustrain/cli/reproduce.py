@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from robustrain.utils.errors import UsageError
 
@@ -78,20 +77,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.table:
         raise UsageError("reproduce needs a TABLE (see `robustrain reproduce --list`)")
-    try:
-        options = ReproduceOptions(
-            scale=args.scale, seeds=args.seeds, only=_split(args.only), out=args.out, sets=tuple(args.set or ()),
-            attacks=_split([args.attacks]) if args.attacks else None, eval_n=args.eval_n, aa_n=args.aa_n,
-            eval_batch_size=args.eval_batch_size, data_root=args.data_root,
-            extra_data=parse_extra_data(args.extra_data))
-        plan = build_plan(args.table, options)
-        if args.dry_run:
-            print(format_plan(plan))
-            return 0
-        result = run_plan(plan, progress=args.progress)
-    except KeyboardInterrupt:
-        print("robustrain: interrupted; finished runs, checkpoints and evaluations are kept: rerun the same "
-              "command to continue", file=sys.stderr)
-        return 130
+    options = ReproduceOptions(
+        scale=args.scale, seeds=args.seeds, only=_split(args.only), out=args.out, sets=tuple(args.set or ()),
+        attacks=_split([args.attacks]) if args.attacks else None, eval_n=args.eval_n, aa_n=args.aa_n,
+        eval_batch_size=args.eval_batch_size, data_root=args.data_root,
+        extra_data=parse_extra_data(args.extra_data))
+    plan = build_plan(args.table, options)
+    if args.dry_run:
+        print(format_plan(plan))
+        return 0
+    result = run_plan(plan, progress=args.progress)
     print(render_markdown(result), end="")
     return 1 if result["failed"] else 0

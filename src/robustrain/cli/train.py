@@ -35,7 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     t.add_argument("--config", help="YAML config file, or the name of a preset under configs/")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last.pt with its saved config; only "
+                        "optim.lr=, train.log_every= and eval.every= overrides are accepted (recorded in the run), "
+                        "e.g. a lower learning rate after a NaN loss")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
     t.add_argument("--download", action="store_true",
                    help="fetch missing dataset files from the official source (needs internet); "
@@ -53,16 +56,23 @@ def run(args: argparse.Namespace) -> int:
     from robustrain.train import fit
 
     if args.resume:
-        if args.overrides or args.config:
-            raise UsageError("--resume continues a run with its saved config; drop --config and key=value overrides")
+        if args.config:
+            raise UsageError("--resume continues a run with its saved config; drop --config")
+        if args.overwrite:
+            raise UsageError("--resume and --overwrite contradict each other: --resume continues the run in "
+                             f"{args.resume}, --overwrite would replace it; pass one of them")
+        if args.download or args.print_config:
+            raise UsageError("--resume takes neither --download nor --print-config (the run's config is in "
+                             f"{RunDir(args.resume).config})")
         run_dir = RunDir(args.resume)
         cfg = config_from_dict(load_checkpoint(run_dir.last)["config"])
-        fit(cfg, run_dir=run_dir.path, resume=True, progress=args.progress)
+        fit(cfg, run_dir=run_dir.path, resume=True, progress=args.progress, resume_overrides=list(args.overrides))
         return 0
     overrides = list(args.overrides) + (["data.download=true"] if args.download else [])
     cfg = load_config(resolve_config_path(args.config) if args.config else None, overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
+    args.run_dir = Path(cfg.out_dir) / cfg.run_name  # for the Ctrl-C message (cli.interrupted_message)
     fit(cfg, overwrite=args.overwrite, progress=args.progress)
     return 0

@@ -22,6 +22,8 @@ from typing import Any, Mapping
 from robustrain.methods import PluggedParams, UIATParams
 from robustrain.models import model_params
 from robustrain.schedules import ScheduleParams
+from robustrain.utils.checks import check_in_range, check_nonnegative, check_positive, short_repr
+from robustrain.utils.runtime import check_device_name
 
 __all__ = [
     "Config",
@@ -40,6 +42,8 @@ __all__ = [
     "EvalConfig",
     "GuardConfig",
     "FINAL_ATTACKS",
+    "MAX_SEED",
+    "check_run_name",
 ]
 
 #: the schedule section is the schedule component's own params (``robustrain.schedules``)
@@ -47,6 +51,9 @@ ScheduleConfig = ScheduleParams
 
 #: the sections that name a registry entry and carry its parameters flat (``method: {name: ..., beta: 6}``)
 COMPONENT_SECTIONS = ("model", "method")
+
+#: the largest seed (``torch.manual_seed`` takes 64-bit seeds; kept to the signed range)
+MAX_SEED = 2**63 - 1
 
 #: the evaluation table printed at the end of every run (DESIGN.md protocol)
 FINAL_ATTACKS = ("natural", "pgd20", "cw30")
@@ -81,11 +88,8 @@ class ExtraDataConfig:
     def __post_init__(self) -> None:
         if self.path == "":
             object.__setattr__(self, "path", None)  # `data.extra.path=` switches it off
-        if not 0 < self.ratio <= 1:
-            raise ValueError(
-                f"data.extra.ratio must be in (0, 1] (fraction of original images per batch, "
-                f"0.3 = 3 original : 7 generated), got {self.ratio}"
-            )
+        check_in_range("data.extra.ratio", self.ratio, 0.0, 1.0, "fraction of original images per batch, "
+                       "0.3 = 3 original : 7 generated", low_open=True)
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ class DataConfig:
     extra: ExtraDataConfig = field(default_factory=ExtraDataConfig)
 
     def __post_init__(self) -> None:
-        _positive("data.batch_size", self.batch_size)
-        _positive("data.eval_batch_size", self.eval_batch_size)
+        _at_least_one("data.batch_size", self.batch_size, "images per training batch, e.g. 128")
+        _at_least_one("data.eval_batch_size", self.eval_batch_size, "images per evaluation batch, e.g. 256")
         if self.extra.path is not None and round(self.extra.ratio * self.batch_size) < 1:
             raise ValueError(
                 f"data.extra.ratio={self.extra.ratio} with data.batch_size={self.batch_size} leaves no "
@@ -204,11 +208,9 @@ class OptimConfig:
     weight_decay: float = 5e-4
 
     def __post_init__(self) -> None:
-        _positive("optim.lr", self.lr)
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"optim.momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        check_positive("optim.lr", self.lr, "the peak learning rate, e.g. 0.1")
+        check_in_range("optim.momentum", self.momentum, 0.0, 1.0, "SGD momentum, e.g. 0.9", high_open=True)
+        check_nonnegative("optim.weight_decay", self.weight_decay, "the L2 penalty, e.g. 5e-4")
         if self.nesterov and self.momentum == 0:
             raise ValueError("optim.nesterov=true needs optim.momentum > 0")
 
@@ -245,12 +247,13 @@ class TrainConfig:
     sync_bn: bool = False
 
     def __post_init__(self) -> None:
-        _positive("train.epochs", self.epochs)
-        _positive("train.log_every", self.log_every)
-        if not 0 < self.ema_decay < 1:
-            raise ValueError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}")
-        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
-            raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _at_least_one("train.epochs", self.epochs, "number of training epochs")
+        _at_least_one("train.log_every", self.log_every, "steps between metric updates, e.g. 10")
+        check_in_range("train.ema_decay", self.ema_decay, 0.0, 1.0, "EMA decay, e.g. 0.995",
+                       low_open=True, high_open=True)
+        # the form only: whether this machine has the device is checked by load_config, so a
+        # saved GPU run's config still reads on a CPU machine (report, eval)
+        check_device_name(self.device, "train.device")
 
 
 @dataclass(frozen=True)
@@ -275,10 +278,10 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "final_attacks", tuple(self.final_attacks))
-        _positive("eval.n", self.n)
-        _positive("eval.every", self.every)
+        _at_least_one("eval.n", self.n, "held-out test images evaluated every epoch, e.g. 256")
+        _at_least_one("eval.every", self.every, "epochs between evaluations")
         if self.final_n < 0:
-            raise ValueError(f"eval.final_n must be >= 0 (0 = whole test split), got {self.final_n}")
+            raise ValueError(f"eval.final_n must be an integer >= 0 (0 = the whole test split), got {self.final_n}")
 
 
 @dataclass(frozen=True)
@@ -307,9 +310,9 @@ class GuardConfig:
     stop: bool = False
 
     def __post_init__(self) -> None:
-        _positive("guard.n", self.n)
-        if not 0 < self.drop < 1:
-            raise ValueError(f"guard.drop must be in (0, 1), got {self.drop}")
+        _at_least_one("guard.n", self.n, "training images of the collapse check, e.g. 128")
+        check_in_range("guard.drop", self.drop, 0.0, 1.0, "relative accuracy drop counted as a collapse, e.g. 0.5",
+                       low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,10 @@ class Config:
     guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63-1 = {MAX_SEED}], got {short_repr(self.seed, 40)}; "
+                             "e.g. seed=0")
+        check_run_name(self.name)
         # a last batch of another size would make torch.compile build a second (dynamic) graph
         if self.train.compile and not self.data.drop_last:
             raise ValueError("train.compile=true needs fixed batch shapes; set data.drop_last=true as well")
@@ -344,6 +351,32 @@ class Config:
         return self.name or f"{self.method.name}-{self.model.name}-{self.data.name}-s{self.seed}"
 
 
-def _positive(key: str, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{key} must be > 0, got {value}")
+def _at_least_one(key: str, value: int, hint: str) -> None:
+    """An integer count: ``value >= 1``."""
+    if value < 1:
+        raise ValueError(f"{key} must be an integer >= 1 ({hint}), got {short_repr(value, 40)}")
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it can name a run folder directly under ``out_dir`` ('' = derived).
+
+    Raises:
+        ValueError: a path separator, a leading ``.`` (``..``, hidden folders), a control
+            character, or more than 200 characters.
+
+    Example:
+        >>> check_run_name("trades-s0")
+        'trades-s0'
+        >>> check_run_name("../../x")
+        Traceback (most recent call last):
+        ...
+        ValueError: name must be a plain folder name under out_dir (no '/' or '\\', not starting with '.'), got '../../x'; e.g. name=my-run
+    """
+    bad = (
+        "/" in name or "\\" in name or name.startswith(".") or len(name) > 200
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    )
+    if bad:
+        raise ValueError("name must be a plain folder name under out_dir (no '/' or '\\', not starting with '.'), "
+                         f"got {short_repr(name, 60)}; e.g. name=my-run")
+    return name

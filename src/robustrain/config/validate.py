@@ -31,10 +31,11 @@ from robustrain.config.schema import (
     PluginConfig,
     model_defaults,
 )
-from robustrain.data import DATASETS
+from robustrain.data import DATASETS, get_dataset_info
 from robustrain.methods import METHODS, PLUGINS, method_fields, split_method_name
-from robustrain.models import MODELS
+from robustrain.models import MODELS, check_model_params
 from robustrain.schedules import SCHEDULES
+from robustrain.utils.checks import one_line, short_repr
 from robustrain.utils.errors import ConfigError
 from robustrain.utils.units import parse_number as parse_float
 
@@ -58,30 +59,30 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
                 return coerce(value, a, key)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {short_repr(value)}")
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in (p.strip() for p in value.split(",")) if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {short_repr(value)}")
         elem = args[0] if args else Any
         return tuple(coerce(v, elem, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        raise ConfigError(f"{key}: expected true or false, got {short_repr(value)}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {short_repr(value)}")
     if hint is float:
         return parse_float(value, key)
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {short_repr(value)}")
     return value
 
 
@@ -89,10 +90,10 @@ def dataclass_from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> A
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and bad types."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]}; valid keys under {prefix.rstrip('.') or 'the top level'}: "
+            f"unknown key {prefix}{_key(unknown[0])}; valid keys under {prefix.rstrip('.') or 'the top level'}: "
             f"{', '.join(sorted(fields))}"
         )
     kwargs = {}
@@ -102,7 +103,7 @@ def dataclass_from_mapping(cls: type, data: Mapping[str, Any], prefix: str) -> A
             if value is None:
                 value = {}
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{prefix}{name}: expected a mapping, got {value!r}")
+                raise ConfigError(f"{prefix}{name}: expected a mapping, got {short_repr(value)}")
             kwargs[name] = dataclass_from_mapping(hint, value, f"{prefix}{name}.")
             continue
         kwargs[name] = coerce(value, hint, prefix + name)
@@ -137,7 +138,7 @@ def _build_component(section: str, data: Mapping[str, Any] | str) -> ComponentCo
     if isinstance(data, str):
         data = {"name": data}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{section}: expected a mapping with a 'name', got {data!r}")
+        raise ConfigError(f"{section}: expected a mapping with a 'name', got {short_repr(data)}")
     data = dict(data)
     name = data.pop("name", None)
     if not isinstance(name, str):
@@ -152,12 +153,17 @@ def _build_component(section: str, data: Mapping[str, Any] | str) -> ComponentCo
     for key, value in data.items():
         if key not in hints:
             raise ConfigError(
-                f"unknown key {section}.{key} for {section} {name!r}; valid keys: "
+                f"unknown key {section}.{_key(key)} for {section} {name!r}; valid keys: "
                 f"{', '.join(sorted(hints)) or '(none)'}"
             )
         params[key] = coerce(value, hints[key], f"{section}.{key}")
     if section == "model":
-        return ComponentConfig(name, {**defaults, **params})
+        resolved = {**defaults, **params}
+        try:  # cheap family rules (WRN depth 6n+4, widths, activation, size): nothing is built
+            check_model_params(name, resolved, prefix="model.")
+        except ValueError as e:
+            raise ConfigError(f"{e} (model {name!r}; see `robustrain list models`)") from None
+        return ComponentConfig(name, resolved)
     return _build_method(name, params)
 
 
@@ -192,17 +198,51 @@ def _build_method(name: str, params: Mapping[str, Any]) -> MethodConfig | Plugin
         plugin_cls.check_config(own)
         return PluginConfig(name, MethodConfig(base, base_params), own)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"method {name!r}: {e}") from None
+        raise ConfigError(_method_message(name, str(e))) from None
+
+
+def _method_message(name: str, message: str) -> str:
+    """A Params error as the user's key: ``eps must ...`` -> ``method.eps must ... (method 'uiat')``."""
+    field = message.split(" ", 1)[0]
+    if field.isidentifier() and field in _method_field_names(name):
+        return f"method.{message} (method {name!r})"
+    return f"method {name!r}: {message}"
+
+
+def _method_field_names(name: str) -> set[str]:
+    """Every parameter name of method ``name`` (a composite's base and plug-in fields)."""
+    try:
+        return {f.name for f in method_fields(name)}
+    except (KeyError, ValueError):
+        return set()
+
+
+def _key(key: object) -> str:
+    """A key as written, cut short (a huge YAML key is never echoed whole)."""
+    text = str(key)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (as read from YAML) into a :class:`Config`."""
+    """Validate a nested mapping (as read from YAML) into a :class:`Config`.
+
+    Raises:
+        ConfigError: unknown key, wrong type or out-of-range value; one line of at most
+            :data:`~robustrain.utils.checks.MESSAGE_LIMIT` characters naming the key.
+    """
+    try:
+        return _config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(one_line(str(e))) from None
+
+
+def _config_from_dict(data: Mapping[str, Any]) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
     top = {f.name: f for f in dataclasses.fields(Config)}
-    unknown = sorted(set(data) - set(top))
+    unknown = sorted(set(data) - set(top), key=str)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]}; valid top-level keys: {', '.join(sorted(top))}")
+        raise ConfigError(f"unknown key {_key(unknown[0])}; valid top-level keys: {', '.join(sorted(top))}")
     hints = typing.get_type_hints(Config)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
@@ -213,7 +253,7 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
             if value is None:
                 value = {}
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+                raise ConfigError(f"{name}: expected a mapping, got {short_repr(value)}")
             kwargs[name] = dataclass_from_mapping(hint, value, f"{name}.")
         else:
             kwargs[name] = coerce(value, hint, name)
@@ -222,7 +262,19 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _check_names(cfg)
+    _check_batch_fits(cfg)
     return cfg
+
+
+def _check_batch_fits(cfg: Config) -> None:
+    """With ``data.drop_last`` a batch larger than the training split leaves no batch at all
+    (the per-rank split under torchrun is checked again when the run is built)."""
+    n_train = get_dataset_info(cfg.data.name).train_size
+    if cfg.data.drop_last and cfg.data.batch_size > n_train:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} is larger than the {n_train} training images of {cfg.data.name} "
+            f"with data.drop_last=true, so no batch is left; use data.batch_size<={n_train} or data.drop_last=false"
+        )
 
 
 def _is_autoattack(name: str) -> bool:

@@ -5,8 +5,12 @@ re-packed copy of a dataset) can override an entry with ``monkeypatch.setitem``.
 
 Hashing a multi-hundred-MB file takes seconds, so :func:`file_md5` remembers its result twice:
 per process, and across runs in a small stamp file (``.robustrain_verified.json``) next to the
-data, keyed on the file's size and modification time. A folder that cannot be written (a
-read-only dataset mount) only loses the cross-run cache.
+data. The cache key is the file's identity (size, modification time, change time, inode) plus
+the md5 of its first and last 64 KiB: size + mtime alone miss an edit that keeps both (``touch
+-r``, a restored mtime), while the change time cannot be set back by a user and the edge hash
+catches a rewritten header or tail whatever the timestamps say. Copying the files (new inode
+and ctime) costs one re-hash. A folder that cannot be written (a read-only dataset mount) only
+loses the cross-run cache.
 """
 
 from __future__ import annotations
@@ -77,8 +81,11 @@ CONTENT_CHECKSUMS: dict[str, dict[str, str]] = {
 #: Name of the cross-run md5 cache written next to verified files.
 STAMP_NAME = ".robustrain_verified.json"
 
-# (resolved path, size, mtime_ns) -> md5; lives for the process.
-_PROCESS_CACHE: dict[tuple[str, int, int], str] = {}
+#: bytes hashed at each end of a file for the cache key
+EDGE_BYTES = 1 << 16
+
+# (resolved path, size, mtime_ns, ctime_ns, inode, edges md5) -> md5; lives for the process.
+_PROCESS_CACHE: dict[tuple[str, int, int, int, int, str], str] = {}
 
 
 def md5_bytes(data: bytes | bytearray | memoryview) -> str:
@@ -130,10 +137,29 @@ def _write_stamp(folder: Path, name: str, record: dict) -> None:
             pass
 
 
+def _edges_md5(path: Path, size: int) -> str:
+    """md5 of the first and last :data:`EDGE_BYTES` of a file (all of it when smaller)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(EDGE_BYTES))
+        if size > EDGE_BYTES:
+            handle.seek(max(EDGE_BYTES, size - EDGE_BYTES))
+            digest.update(handle.read(EDGE_BYTES))
+    return digest.hexdigest()
+
+
+def _identity(path: Path) -> dict:
+    """What the cache compares: size, mtime, ctime, inode and the md5 of the file's two ends."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
+            "edges_md5": _edges_md5(path, st.st_size)}
+
+
 def file_md5(path: str | os.PathLike, *, stamp: bool = True) -> str:
     """md5 of a file, cached per process and (with ``stamp=True``) across runs.
 
-    The cache key is (path, size, mtime): replacing or editing the file invalidates it.
+    The cache key is (path, size, mtime, ctime, inode, md5 of the first and last 64 KiB):
+    replacing or editing the file invalidates it, even when size and mtime are kept.
 
     Args:
         path: the file.
@@ -146,8 +172,8 @@ def file_md5(path: str | os.PathLike, *, stamp: bool = True) -> str:
         'd41d8cd98f00b204e9800998ecf8427e'
     """
     path = Path(path).resolve()
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+    ident = _identity(path)
+    key = (str(path), ident["size"], ident["mtime_ns"], ident["ctime_ns"], ident["inode"], ident["edges_md5"])
     if key in _PROCESS_CACHE:
         return _PROCESS_CACHE[key]
     md5 = None
@@ -155,17 +181,14 @@ def file_md5(path: str | os.PathLike, *, stamp: bool = True) -> str:
         record = _read_stamp(path.parent).get(path.name)
         if (
             isinstance(record, dict)
-            and record.get("size") == st.st_size
-            and record.get("mtime_ns") == st.st_mtime_ns
+            and all(record.get(k) == v for k, v in ident.items())
             and isinstance(record.get("md5"), str)
         ):
             md5 = record["md5"]
     if md5 is None:
         md5 = _hash_file(path)
         if stamp:
-            _write_stamp(
-                path.parent, path.name, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "md5": md5}
-            )
+            _write_stamp(path.parent, path.name, {**ident, "md5": md5})
     _PROCESS_CACHE[key] = md5
     return md5
 

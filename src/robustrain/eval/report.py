@@ -27,7 +27,8 @@ from robustrain.eval.figures import curves_figure, perturbation_figure, universa
 from robustrain.eval.plots import require_matplotlib
 from robustrain.eval.robust import format_table
 from robustrain.eval.runs import load_run
-from robustrain.utils.fileio import write_atomic
+from robustrain.utils.errors import PlotDependencyError, UsageError
+from robustrain.utils.fileio import unwritable_reason, write_atomic
 
 __all__ = ["write_report", "metrics_table", "final_table"]
 
@@ -111,8 +112,12 @@ def _config_yaml(run: Path, summary: Mapping[str, Any] | None) -> str:
 def _has_universal_perturbations(checkpoint: Path) -> bool:
     if not checkpoint.is_file():
         return False
-    ckpt = load_checkpoint(checkpoint)
-    info = get_dataset_info(config_from_dict(ckpt["config"]).data.name)
+    ckpt = load_checkpoint(checkpoint)  # a damaged checkpoint: one CheckpointError naming it
+    config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
+    try:  # the dataset as the checkpoint wrote it, whatever schema its config follows
+        info = get_dataset_info(str((config.get("data") or {}).get("name")))
+    except KeyError:
+        return False
     try:
         universal_perturbations(ckpt.get("method") or {}, info.num_classes, tuple(info.image_shape))
     except ValueError:
@@ -142,12 +147,22 @@ def write_report(run: str | Path, out: str | Path | None = None, *, figures: boo
         figures: draw the figures (needs matplotlib, the ``plot`` extra).
 
     Raises:
-        ValueError: ``run`` is not a run folder.
+        UsageError (a ValueError): ``run`` is not a run folder; ``out`` cannot be written (checked
+            before anything is drawn).
+        CheckpointError: a damaged file in the run folder (named, with the line for ``metrics.jsonl``).
         PlotDependencyError: ``figures`` without matplotlib.
     """
     run = Path(run)
     info = load_run(run)
     out = Path(out) if out is not None else run / "report.md"
+    reason = unwritable_reason(out)
+    if reason is not None:
+        raise UsageError(f"cannot write the report to {out}: {reason}; pass --out with a file in a writable folder")
+    if figures:
+        try:
+            require_matplotlib()
+        except PlotDependencyError as e:
+            raise PlotDependencyError(f"{e} (or pass --no-figures for tables only)") from None
     epochs = [r for r in info.metrics if isinstance(r.get("epoch"), int)]
     total = info.config.get("train.epochs", "?")
     parts = [f"# Run report: {run.name}", "",

@@ -32,6 +32,7 @@ import yaml
 
 from robustrain.artifacts import RunDir, read_metrics
 from robustrain.config import config_from_dict, config_to_dict
+from robustrain.utils.errors import CheckpointError, UsageError
 
 __all__ = [
     "RunInfo",
@@ -39,6 +40,7 @@ __all__ = [
     "expand_runs",
     "load_run",
     "load_runs",
+    "read_run_metrics",
     "flat_config",
     "swept_params",
     "base_values",
@@ -86,14 +88,14 @@ def expand_runs(inputs: Iterable[str | Path]) -> list[Path]:
     given order, without duplicates.
 
     Raises:
-        ValueError: a path that does not exist / a pattern that matches nothing.
+        UsageError (a ValueError): a path that does not exist / a pattern that matches nothing.
     """
     out: list[Path] = []
     for item in inputs:
         item = str(item)
         matches = [item] if Path(item).exists() else sorted(glob.glob(item))
         if not matches:
-            raise ValueError(f"{item}: no such run folder; pass existing run folders or a glob such as 'runs/sweep/*'")
+            raise UsageError(f"{item}: no such run folder; pass existing run folders or a glob such as 'runs/sweep/*'")
         for m in matches:
             p = Path(m)
             if p not in out:
@@ -122,24 +124,85 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _damaged(path: Path, what: str, fix: str = "repair or delete that file") -> CheckpointError:
+    return CheckpointError(f"{path} {what}; the run was probably killed while writing it: {fix} and rerun")
+
+
+def read_run_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file, each a JSON object.
+
+    Raises:
+        CheckpointError: a line that is not a JSON object (a half-written last line, a damaged
+            file); the message names the file and the line number.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "metrics.jsonl"
+        >>> _ = p.write_text('{"epoch": 1}\\n{"epoch": 2, "lr": 0.')
+        >>> try:
+        ...     read_run_metrics(p)
+        ... except CheckpointError as e:
+        ...     "metrics.jsonl line 2 is not valid JSON" in str(e)
+        True
+    """
+    path = Path(path)
+    try:
+        records = read_metrics(path)
+    except (ValueError, OSError):  # JSON or UTF-8 errors: find the line to name it
+        records = None
+    if records is not None and all(isinstance(r, dict) for r in records):
+        return records
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path} ({e.strerror or e})") from None
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            detail = str(e).splitlines()[0][:80]
+            raise _damaged(path, f"line {number} is not valid JSON ({detail})",
+                           f"delete or repair line {number}") from None
+        if not isinstance(record, dict):
+            raise _damaged(path, f"line {number} is not a JSON object (a {type(record).__name__})",
+                           f"delete or repair line {number}")
+    return records or []
+
+
 def load_run(path: str | Path) -> RunInfo:
     """Read one run folder (``config.yaml``, else the config inside ``summary.json``).
 
     Raises:
-        ValueError: not a run folder (neither config.yaml nor summary.json).
+        UsageError (a ValueError): not a run folder (neither config.yaml nor summary.json).
+        CheckpointError: a damaged ``summary.json``, ``config.yaml`` or ``metrics.jsonl`` (the
+            message names the file, and the line for metrics).
     """
     path = Path(path)
     rd = RunDir(path)
     summary_file, config_file, metrics_file = rd.summary, rd.config, rd.metrics
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+    summary = None
+    if summary_file.is_file():
+        try:
+            summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise _damaged(summary_file, f"is not valid JSON ({str(e).splitlines()[0][:80]})") from None
+        if not isinstance(summary, dict):
+            raise _damaged(summary_file, f"is not a JSON object (a {type(summary).__name__})")
     if config_file.is_file():
-        raw = yaml.safe_load(config_file.read_text()) or {}
-    elif summary is not None and "config" in summary:
+        try:
+            raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError) as e:
+            raise _damaged(config_file, f"is not valid YAML ({' '.join(str(e).split())[:100]})") from None
+        if not isinstance(raw, dict):
+            raise _damaged(config_file, f"is not a YAML mapping (a {type(raw).__name__})")
+    elif summary is not None and isinstance(summary.get("config"), dict):
         raw = summary["config"]
     else:
-        raise ValueError(f"{path} is not a run folder (no config.yaml or summary.json); "
+        raise UsageError(f"{path} is not a run folder (no config.yaml or summary.json); "
                          "pass folders written by `robustrain train`")
-    metrics = read_metrics(metrics_file) if metrics_file.is_file() else []
+    metrics = read_run_metrics(metrics_file) if metrics_file.is_file() else []
     return RunInfo(path, flat_config(raw), metrics, summary)
 
 
@@ -147,15 +210,17 @@ def load_runs(inputs: Iterable[str | Path], *, finished: bool = False) -> list[R
     """:func:`load_run` over :func:`expand_runs`; ``finished=True`` requires ``summary.json``.
 
     Raises:
-        ValueError: no runs, a folder that is not a run, or (``finished``) an unfinished run.
+        UsageError (a ValueError): no runs, a folder that is not a run, or (``finished``) an
+            unfinished run.
+        CheckpointError: a damaged file in a run folder.
     """
     runs = [load_run(p) for p in expand_runs(inputs)]
     if not runs:
-        raise ValueError("no run folders given; pass one or more folders written by `robustrain train`")
+        raise UsageError("no run folders given; pass one or more folders written by `robustrain train`")
     if finished:
         for r in runs:
             if r.summary is None or "final" not in r.summary:
-                raise ValueError(f"{r.path} has no summary.json (unfinished run?); let it finish or leave it out")
+                raise UsageError(f"{r.path} has no summary.json (unfinished run?); let it finish or leave it out")
     return runs
 
 
@@ -208,12 +273,12 @@ def robust_metric(accuracies: Sequence[Mapping[str, float]], metric: str | None 
     aa, aa-plus, pgd20, cw30 that every run has, else any non-natural column they share.
 
     Raises:
-        ValueError: ``metric`` missing in a run, or no common robust column.
+        UsageError (a ValueError): ``metric`` missing in a run, or no common robust column.
     """
     common = set(accuracies[0]).intersection(*accuracies[1:]) if accuracies else set()
     if metric is not None:
         if metric not in common:
-            raise ValueError(f"--metric {metric}: not in every run's final table (common columns: "
+            raise UsageError(f"--metric {metric}: not in every run's final table (common columns: "
                              f"{', '.join(sorted(common)) or 'none'}); evaluate the runs with it or pick another")
         return metric
     for name in _ROBUST_ORDER:
@@ -221,6 +286,6 @@ def robust_metric(accuracies: Sequence[Mapping[str, float]], metric: str | None 
             return name
     rest = sorted(common - {"natural"})
     if not rest:
-        raise ValueError("the runs share no robust accuracy column in summary.json; "
+        raise UsageError("the runs share no robust accuracy column in summary.json; "
                          "evaluate them with `robustrain eval` first")
     return rest[0]

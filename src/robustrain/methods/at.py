@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import PGD, bn_mode, pgd
-from robustrain.utils.checks import check_field_types, check_nonnegative
+from robustrain.utils.checks import check_budget, check_field_types, check_nonnegative, check_step
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.losses import HATTerms, LossTerms, kl_from_logits, mart_loss, trades_loss
@@ -166,6 +166,8 @@ class _BetaATParams:
     def __post_init__(self) -> None:
         check_field_types(self)
         check_nonnegative("beta", self.beta)
+        check_budget("eps", self.eps)
+        check_step("alpha", self.alpha)
         self.attack()  # validates the attack fields once, in one place
 
     def attack(self) -> PGD:

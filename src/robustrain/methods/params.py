@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robustrain.attacks import PGD
-from robustrain.utils.checks import check_field_types
+from robustrain.utils.checks import check_budget, check_field_types, check_nonnegative, check_positive, check_step
 
 __all__ = ["PGDAdversaryParams"]
 
@@ -40,6 +40,12 @@ class PGDAdversaryParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        if getattr(self, "norm", "linf") == "linf":  # pixel units: a budget in [0, 1], a step in (0, 1]
+            check_budget("eps", self.eps)
+            check_step("alpha", self.alpha)
+        else:  # an L2 radius may exceed 1
+            check_nonnegative("eps", self.eps, "the L2 radius")
+            check_positive("alpha", self.alpha, "the L2 step size")
         self.attack()  # validates the attack fields once, in one place
 
     def attack(self, norm: str = "linf") -> PGD:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import CW, PGD, ce_loss, pgd
-from robustrain.utils.checks import check_choice, check_field_types, check_in_range
+from robustrain.utils.checks import check_budget, check_choice, check_field_types, check_in_range, check_step
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method, MethodContext
@@ -304,6 +304,8 @@ class LRATParams:
         check_field_types(self)
         check_in_range("rho", self.rho, 0.0, 1.0)
         check_choice("vulnerability", self.vulnerability, VULNERABILITIES)
+        check_budget("eps", self.eps)
+        check_step("alpha", self.alpha)
         self.build_attacks()  # validates the list and the attack fields once
 
     def build_attacks(self) -> dict[str, object]:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from robustrain.attacks import bn as _bn
 from robustrain.attacks import fgsm, pgd
-from robustrain.utils.checks import check_choice, check_field_types, check_nonnegative
+from robustrain.utils.checks import check_budget, check_choice, check_field_types, check_nonnegative, check_step
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
 from robustrain.methods.base import LossOutput, Method
@@ -195,7 +195,7 @@ class FGSMATParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_nonnegative("eps", self.eps)
+        check_budget("eps", self.eps)
         _check_bn_mode(self.bn_mode)
 
 
@@ -230,8 +230,8 @@ class RSFGSMParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_nonnegative("eps", self.eps)
-        check_nonnegative("alpha", self.alpha)
+        check_budget("eps", self.eps)
+        check_step("alpha", self.alpha)
         _check_bn_mode(self.bn_mode)
 
 
@@ -269,8 +269,9 @@ class NFGSMParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        for name in ("eps", "alpha", "k"):
-            check_nonnegative(name, getattr(self, name))
+        check_budget("eps", self.eps)
+        check_step("alpha", self.alpha)
+        check_nonnegative("k", self.k, "noise of k * eps, e.g. 2")
         _check_bn_mode(self.bn_mode)
 
 
@@ -307,7 +308,7 @@ class GradAlignParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        check_nonnegative("eps", self.eps)
+        check_budget("eps", self.eps)
         check_nonnegative("cos_lambda", self.cos_lambda)
         _check_bn_mode(self.bn_mode)
 

@@ -17,7 +17,15 @@ Example:
 from .activations import ACTIVATIONS, make_activation
 from .base import Classifier, Normalize, NormalizedClassifier, logits_and_features
 from .ema import EMA
-from .registry import COMMON_PARAMS, MODELS, create_model, model_params, register_model
+from .registry import (
+    COMMON_PARAMS,
+    MAX_PARAMETERS,
+    MODELS,
+    check_model_params,
+    create_model,
+    model_params,
+    register_model,
+)
 
 # Imported for their side effect: each module registers its architectures in MODELS.
 from . import preact_resnet, resnet, small_cnn, wide_resnet  # noqa: E402,F401  isort: skip
@@ -26,10 +34,12 @@ __all__ = [
     "ACTIVATIONS",
     "EMA",
     "COMMON_PARAMS",
+    "MAX_PARAMETERS",
     "MODELS",
     "Classifier",
     "Normalize",
     "NormalizedClassifier",
+    "check_model_params",
     "create_model",
     "logits_and_features",
     "make_activation",

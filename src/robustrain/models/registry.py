@@ -5,7 +5,9 @@ A registered factory has the signature
 its extra keyword-only arguments (with defaults) are the model's tunable parameters, read by
 :func:`model_params` so the config layer can reject unknown keys before anything runs.
 Registry metadata ``smoke_kwargs`` gives a cheap configuration of the same architecture for
-tests and CLI smoke runs (e.g. a depth-10 width-1 WRN), so a new entry is tested for free.
+tests and CLI smoke runs (e.g. a depth-10 width-1 WRN), so a new entry is tested for free; a
+family's ``check`` (``check(params, prefix)``) validates its parameters without building the
+net, so :func:`check_model_params` refuses ``depth=7`` or ``width=0`` when a config is loaded.
 
 Example:
     >>> import torch
@@ -21,11 +23,25 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
+from robustrain.utils.checks import short_repr
 from robustrain.utils.registry import Registry
-from .activations import check_activation
+from .activations import ACTIVATIONS, check_activation
 from .base import Classifier, Normalize, NormalizedClassifier
 
-__all__ = ["MODELS", "create_model", "model_params", "register_model", "COMMON_PARAMS"]
+__all__ = [
+    "MAX_PARAMETERS",
+    "MODELS",
+    "check_int_param",
+    "check_model_params",
+    "check_size",
+    "create_model",
+    "model_params",
+    "register_model",
+    "COMMON_PARAMS",
+]
+
+#: the most parameters a model may have: 4 GB of fp32 weights, well above WRN-70-16 (267M)
+MAX_PARAMETERS = 10**9
 
 ModelFactory = Callable[..., Classifier]
 
@@ -36,7 +52,8 @@ COMMON_PARAMS: tuple[str, ...] = ("num_classes", "in_channels", "activation")
 
 
 def register_model(
-    name: str, *, help: str = "", smoke_kwargs: dict[str, Any] | None = None
+    name: str, *, help: str = "", smoke_kwargs: dict[str, Any] | None = None,
+    check: Callable[[dict[str, Any], str], None] | None = None,
 ) -> Callable[[ModelFactory], ModelFactory]:
     """Decorator adding a factory to :data:`MODELS` after checking it follows the contract.
 
@@ -44,6 +61,9 @@ def register_model(
         name: registry name used in configs and on the command line.
         help: one-line description for ``robustrain list`` (defaults to the docstring's first line).
         smoke_kwargs: architecture kwargs giving a tiny, fast variant for tests.
+        check: ``check(params, prefix)`` raising ``ValueError`` for invalid architecture
+            parameters (all of them given, defaults filled in), each message starting with
+            ``prefix + name`` (``model.depth``); cheap, nothing is built.
 
     Raises:
         TypeError: the factory lacks ``num_classes``, ``in_channels`` or ``activation``, or has
@@ -63,7 +83,7 @@ def register_model(
         ]
         if no_default:
             raise TypeError(f"model factory {name!r}: parameter(s) {no_default} need a default")
-        MODELS.add(name, factory, help=help, smoke_kwargs=dict(smoke_kwargs or {}))
+        MODELS.add(name, factory, help=help, smoke_kwargs=dict(smoke_kwargs or {}), check=check)
         return factory
 
     return deco
@@ -88,6 +108,59 @@ def model_params(name: str) -> dict[str, Any]:
         for p in params.values()
         if p.name not in COMMON_PARAMS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
+
+
+def check_int_param(key: str, value: Any, low: int = 1, hint: str = "") -> int:
+    """An integer architecture parameter ``>= low`` (``bool`` is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{key} must be an integer >= {low}{f' ({hint})' if hint else ''}, got {short_repr(value, 40)}")
+    return value
+
+
+def check_model_params(name: str, params: dict[str, Any], *, prefix: str = "") -> None:
+    """Validate model ``name``'s parameters as a config gives them, without building it.
+
+    Checks the keys, ``activation`` and the family's own rules (registry ``check``: WRN depth
+    6n+4, positive widths, at most :data:`MAX_PARAMETERS` parameters).
+
+    Args:
+        name: registered model.
+        params: ``activation`` and architecture parameters (missing ones take their defaults).
+        prefix: prepended to parameter names in messages (``"model."`` in a config).
+
+    Raises:
+        KeyError: unknown model.
+        ValueError: unknown parameter or invalid value; the message names ``prefix + key``,
+            the allowed values and the value given.
+
+    Example:
+        >>> check_model_params("wrn28_10", {"depth": 7}, prefix="model.")
+        Traceback (most recent call last):
+        ...
+        ValueError: model.depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 34, 40, ...) for a Wide ResNet, got 7; e.g. model.depth=28
+    """
+    entry = MODELS.entry(name)
+    valid = model_params(name)
+    unknown = sorted(set(params) - set(valid) - {"activation"})
+    if unknown:
+        raise ValueError(f"unknown parameter {(prefix + str(unknown[0]))[:80]} for model {name!r}; valid: "
+                         f"{', '.join(['activation', *sorted(valid)])}")
+    activation = params.get("activation", "relu")
+    try:
+        check_activation(activation)
+    except ValueError:
+        raise ValueError(f"{prefix}activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
+                         f"got {short_repr(activation)}") from None
+    check = entry.meta.get("check")
+    if check is not None:
+        check({**valid, **{k: v for k, v in params.items() if k != "activation"}}, prefix)
+
+
+def check_size(key: str, estimate: float, what: str) -> None:
+    """Refuse a model of more than :data:`MAX_PARAMETERS` (estimated) parameters."""
+    if estimate > MAX_PARAMETERS:
+        raise ValueError(f"{key}: {what} gives about {estimate:.2g} parameters; at most {MAX_PARAMETERS:.0e} "
+                         f"(4 GB of fp32 weights) are allowed: lower {key}")
 
 
 def _check_stats(

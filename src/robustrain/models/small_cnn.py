@@ -30,9 +30,16 @@ from torch import nn
 from .activations import make_activation
 from .base import Classifier
 from .init import init_weights
-from .registry import register_model
+from .registry import check_int_param, check_size, register_model
 
-__all__ = ["ConvBNAct", "SmallCNN", "small_cnn"]
+__all__ = ["ConvBNAct", "SmallCNN", "check_small_cnn", "small_cnn"]
+
+
+def check_small_cnn(params: dict, prefix: str = "") -> None:
+    """``width`` a positive integer, the net at most :data:`~robustrain.models.registry.MAX_PARAMETERS`
+    parameters (about 378 width**2)."""
+    width = check_int_param(f"{prefix}width", params["width"], 1, "channels of the first stage, e.g. 32")
+    check_size(f"{prefix}width", 378.0 * width**2, f"width={width}")
 
 
 class ConvBNAct(nn.Sequential):
@@ -61,8 +68,7 @@ class SmallCNN(Classifier):
 
     def __init__(self, num_classes: int, in_channels: int = 3, activation: str = "relu", width: int = 32) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"small_cnn width must be a positive int, got {width!r}")
+        check_small_cnn({"width": width})
         self.stem = ConvBNAct(in_channels, width, activation)
         self.pool1 = nn.MaxPool2d(2)
         self.stage2 = ConvBNAct(width, 2 * width, activation)
@@ -84,7 +90,7 @@ class SmallCNN(Classifier):
         return torch.flatten(self.pool(out), 1)
 
 
-@register_model("small_cnn", help="small fast CNN for CPU runs (391k params, features 8*width)")
+@register_model("small_cnn", help="small fast CNN for CPU runs (391k params, features 8*width)", check=check_small_cnn)
 def small_cnn(num_classes: int, *, in_channels: int = 3, activation: str = "relu", width: int = 32) -> SmallCNN:
     """SmallCNN with ``width``-2w-4w-8w channels; the default job's model."""
     return SmallCNN(num_classes, in_channels, activation, width)

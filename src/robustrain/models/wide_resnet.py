@@ -18,12 +18,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustrain.utils.checks import short_repr
+
 from .activations import make_activation
 from .base import Classifier
 from .init import init_weights
-from .registry import register_model
+from .registry import check_int_param, check_size, register_model
 
-__all__ = ["WideBasicBlock", "WideResNet", "wide_resnet", "wrn28_10", "wrn34_10"]
+__all__ = ["WideBasicBlock", "WideResNet", "check_wrn", "wide_resnet", "wrn28_10", "wrn34_10"]
+
+
+def check_wrn(params: dict, prefix: str = "") -> None:
+    """A Wide ResNet's ``depth`` (6n+4, n >= 1), ``width`` (>= 1), ``dropout`` (in [0, 1)) and
+    size (at most :data:`~robustrain.models.registry.MAX_PARAMETERS`: about 96768 n width**2
+    parameters). Nothing is built."""
+    depth, width, dropout = params["depth"], params["width"], params["dropout"]
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ValueError(f"{prefix}depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 34, 40, ...) for a Wide ResNet, "
+                         f"got {short_repr(depth, 40)}; e.g. {prefix}depth=28")
+    check_int_param(f"{prefix}width", width, 1, "the widening factor k, e.g. 10")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{prefix}dropout must lie in [0, 1) (a dropout probability, e.g. 0.0), got {short_repr(dropout, 40)}")
+    check_size(f"{prefix}width", 96768.0 * ((depth - 4) // 6) * width**2, f"depth={depth}, width={width}")
 
 
 class WideBasicBlock(nn.Module):
@@ -76,12 +92,7 @@ class WideResNet(Classifier):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
-            raise ValueError(f"WRN depth must be an int >= 10 with (depth - 4) % 6 == 0, got {depth!r}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"WRN width must be a positive int, got {width!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_wrn({"depth": depth, "width": width, "dropout": dropout})
         n = (depth - 4) // 6
         channels = (16 * width, 32 * width, 64 * width)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, stride=1, padding=1, bias=False)
@@ -121,7 +132,7 @@ def wide_resnet(
 _SMOKE = {"depth": 10, "width": 1}
 
 
-@register_model("wrn28_10", help="WRN-28-10 (36.5M params, features 640)", smoke_kwargs=_SMOKE)
+@register_model("wrn28_10", help="WRN-28-10 (36.5M params, features 640)", smoke_kwargs=_SMOKE, check=check_wrn)
 def wrn28_10(
     num_classes: int,
     *,
@@ -135,7 +146,7 @@ def wrn28_10(
     return wide_resnet(num_classes, depth=depth, width=width, dropout=dropout, in_channels=in_channels, activation=activation)
 
 
-@register_model("wrn34_10", help="WRN-34-10 (46.2M params, features 640)", smoke_kwargs=_SMOKE)
+@register_model("wrn34_10", help="WRN-34-10 (46.2M params, features 640)", smoke_kwargs=_SMOKE, check=check_wrn)
 def wrn34_10(
     num_classes: int,
     *,

@@ -2,9 +2,11 @@
 
 :class:`RunWriter` is what rank 0 of a training run writes into its
 :class:`~robustrain.artifacts.RunDir` (file names are the RunDir's): ``config.yaml`` and
-``summary.json`` atomically, one ``metrics.jsonl`` line per epoch (flushed per record, so a crash
-loses nothing already logged, optionally mirrored to TensorBoard), ``last.pt`` atomically and
-``best.pt`` as an atomic copy of it. On other ranks it writes nothing.
+``summary.json`` atomically, and per epoch one transaction: ``last.pt`` (the commit point: it
+carries the metrics history), then ``best.pt`` as an atomic copy of it when the epoch was selected,
+then ``metrics.jsonl`` rewritten atomically from the history (optionally mirrored to TensorBoard).
+An interruption between those steps is repaired when the run resumes
+(:meth:`robustrain.artifacts.RunDir.repair`). On other ranks it writes nothing.
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ __all__ = ["MetricsLogger", "RunWriter", "read_metrics"]
 
 
 class MetricsLogger:
-    """Appends records to ``metrics.jsonl`` (flushed per record, so a crash loses nothing
-    already logged) and mirrors scalars to TensorBoard when asked.
+    """Appends records to a JSON-lines file (flushed per record) and mirrors scalars to
+    TensorBoard when asked. The trainer writes ``metrics.jsonl`` through :class:`RunWriter`
+    (atomically, from the checkpoint's history) and uses this only for TensorBoard
+    (``path=None``).
 
     Args:
-        path: the JSON-lines file (appended to, so a resumed run continues it).
+        path: the JSON-lines file (appended to), or None for TensorBoard only.
         tensorboard_dir: folder for TensorBoard event files, or None.
     """
 
-    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | None, tensorboard_dir: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tb = None
         if tensorboard_dir is not None:
             try:
@@ -44,8 +49,9 @@ class MetricsLogger:
             self._tb = SummaryWriter(str(tensorboard_dir))
 
     def log(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(record, allow_nan=True) + "\n")
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record, allow_nan=True) + "\n")
         if self._tb is not None:
             step = record.get("step", 0)
             for key, value in _flatten(record).items():
@@ -87,16 +93,18 @@ class RunWriter:
             run_dir.clear()
         run_dir.path.mkdir(parents=True, exist_ok=True)
         run_dir.write_config(dump_config(cfg))
-        self.logger = MetricsLogger(run_dir.metrics, run_dir.tensorboard if cfg.train.tensorboard else None)
+        self.logger = MetricsLogger(None, run_dir.tensorboard if cfg.train.tensorboard else None)
 
-    def save(self, ckpt: dict[str, Any], record: dict[str, Any], *, best: bool) -> None:
-        """The epoch's files: ``last.pt``, ``best.pt`` when ``best``, and its metrics line."""
+    def save(self, ckpt: dict[str, Any], history: list[dict[str, Any]], *, best: bool) -> None:
+        """The epoch's transaction: ``last.pt`` (the commit point; ``ckpt`` carries ``history``),
+        ``best.pt`` when ``best``, then ``metrics.jsonl`` from ``history``."""
         if not self.enabled:
             return
         save_checkpoint(ckpt, self.run_dir.last)
         if best:
             self.run_dir.copy_last_to_best()
-        self.logger.log(record)
+        self.run_dir.write_metrics(history)
+        self.logger.log(history[-1])
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if self.enabled:

@@ -34,12 +34,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -47,17 +50,17 @@ from tqdm.auto import tqdm
 
 from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.build import Run, build_run
-from robustrain.config import Config, config_from_dict, config_to_dict
+from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides
 from robustrain.eval.robust import PROTOCOL, evaluate_checkpoint, format_table
 from robustrain.schedules import lr_at, momentum_at
 from robustrain.train.callbacks import BestCheckpoint, Callback, default_callbacks
 from robustrain.train.logging import RunWriter
 from robustrain.train.state import TrainState, checkpoint, restore
 from robustrain.utils import distributed as ddp
-from robustrain.utils.errors import ConfigError, NonFiniteLossError
+from robustrain.utils.errors import CheckpointError, ConfigError, NonFiniteLossError
 from robustrain.utils.runtime import autocast_for, fast_math
 
-__all__ = ["fit", "train_one_epoch", "training_module"]
+__all__ = ["RESUME_OVERRIDES", "fit", "train_one_epoch", "training_module"]
 
 #: ``torch.compile`` options of ``train.compile``: static shapes (``data.drop_last=true`` is
 #: required), so every graph is specialised to the batch size and never re-traced as dynamic.
@@ -89,7 +92,7 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) ->
 
 
 def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, progress: bool = False,
-                    where: str = "the run folder") -> dict[str, Any]:
+                    run_dir: Path | None = None) -> dict[str, Any]:
     """Train epoch ``state.epoch`` (0-based); advance ``state.step`` per batch.
 
     Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
@@ -102,7 +105,8 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
         accuracy and the method's metrics) and ``epoch_time_s``.
 
     Raises:
-        NonFiniteLossError: the loss became NaN or infinite (``where`` names the intact checkpoints).
+        NonFiniteLossError: the loss became NaN or infinite; the message says how to continue
+            (resume ``run_dir`` with a lower lr, or start again when no epoch completed).
     """
     cfg, epoch = run.cfg, state.epoch
     epochs, steps_per_epoch = cfg.train.epochs, len(run.loader)
@@ -149,11 +153,7 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
                          / (((i % cfg.train.log_every) + 1) * ddp.get_world_size())).item()
             interval_loss.zero_()
             if not math.isfinite(mean_loss):
-                raise NonFiniteLossError(
-                    f"non-finite training loss ({mean_loss}) at epoch {epoch + 1}, step {state.step}; "
-                    f"checkpoints of completed epochs in {where} are intact; lower optim.lr "
-                    "or check the method's hyper-parameters, then --resume or start again"
-                )
+                raise NonFiniteLossError(_nan_advice(mean_loss, epoch, state.step, cfg.optim.lr, run_dir))
             if progress:
                 bar.set_postfix(loss=f"{mean_loss:.3f}",
                                 acc=f"{(sums['acc'] / n_seen).item():.3f}", lr=f"{lr:.4f}")
@@ -161,6 +161,16 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     train_metrics = {k: v for k, v in zip(sums, (totals[:-1] / totals[-1]).tolist())}
     return {"epoch": epoch + 1, "step": state.step, "lr": lr, "train": train_metrics,
             "epoch_time_s": time.perf_counter() - t0}
+
+
+def _nan_advice(loss: float, epoch: int, step: int, lr: float, run_dir: Path | None) -> str:
+    where = f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step}"
+    if epoch > 0 and run_dir is not None:
+        return (f"{where}; the {epoch} completed epoch(s) in {run_dir} are intact: continue with a lower learning "
+                f"rate, `robustrain train --resume {run_dir} optim.lr={lr / 2:g}`, or check the method's "
+                "hyper-parameters")
+    return (f"{where}; no epoch completed, so nothing was kept: start again with a lower learning rate "
+            f"(optim.lr={lr / 2:g} --overwrite) or check the method's hyper-parameters")
 
 
 def _say(verbose: bool, msg: str) -> None:
@@ -176,6 +186,54 @@ def _epoch_line(cfg: Config, record: dict[str, Any], improved: bool) -> str:
             + f"lr {record['lr']:.4f}  {record['epoch_time_s']:.1f}s" + ("  *best" if improved else ""))
 
 
+#: settings ``--resume`` may change (recorded in the run): none of them changes what a
+#: checkpoint means, only how training continues
+RESUME_OVERRIDES = ("optim.lr", "train.log_every", "eval.every")
+
+
+def _resume_config(saved: dict[str, Any], overrides: Sequence[str]) -> tuple[Config, list[str]]:
+    """The saved config with the allowed ``--resume`` overrides applied."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    applied = []
+    for path, value in parse_overrides(overrides):
+        key = ".".join(path)
+        if key not in RESUME_OVERRIDES:
+            raise ConfigError(f"--resume accepts only {', '.join(RESUME_OVERRIDES)} as overrides, got {key}; "
+                              "other settings change what the run is: start a new run (name=NEW_NAME)")
+        data[path[0]][path[1]] = value
+        applied.append(f"{key}={value}")
+    return config_from_dict(data), applied
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None: ``path`` exists)."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def _discard_if_empty(rd: RunDir, created: Path | None) -> None:
+    """Remove the folders this call created (up to ``created``) when nothing but the lock file
+    was written in them: a failed start leaves no trace."""
+    if created is None or not rd.path.is_dir() or {p.name for p in rd.path.iterdir()} - {RunDir.LOCK}:
+        return
+    shutil.rmtree(rd.path, ignore_errors=True)
+    folder = rd.path.parent
+    while folder != created.parent and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def _best_epoch_on_disk(rd: RunDir) -> int | None:
+    if not rd.best.is_file():
+        return None
+    try:
+        return int(load_checkpoint(rd.best)["epoch"])
+    except CheckpointError:
+        return -1  # damaged: treated as behind
+
+
 def fit(
     cfg: Config,
     *,
@@ -186,6 +244,7 @@ def fit(
     verbose: bool = True,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     callbacks: list[Callback] | None = None,
+    resume_overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train ``cfg`` and return the run summary (also written to ``summary.json``).
 
@@ -199,9 +258,14 @@ def fit(
         on_epoch_end: optional callback ``(epoch, record)`` after each epoch's checkpoint.
         callbacks: the end-of-epoch callbacks (default :func:`~robustrain.train.callbacks.default_callbacks`:
             the overfitting guard when on, then the best-checkpoint selection, which must be among them).
+        resume_overrides: with ``resume``, dotted overrides of :data:`RESUME_OVERRIDES` only (e.g.
+            ``["optim.lr=0.05"]`` after a NaN); recorded in the checkpoint, the epoch's metrics and
+            ``summary.json``.
 
     Raises:
         RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        RunLockedError: another process is writing ``run_dir``.
+        RunFolderError: ``run_dir`` cannot be created or written (checked before any work).
         NonFiniteLossError: the loss became NaN/inf (checkpoints of earlier epochs are kept).
     """
     if cfg.train.tensorboard:
@@ -210,11 +274,12 @@ def fit(
         except ImportError:
             raise ConfigError("train.tensorboard=true needs TensorBoard: pip install tensorboard, "
                               "or set train.tensorboard=false") from None
+    if resume_overrides and not resume:
+        raise ValueError("resume_overrides apply to resume=True only")
     rd = RunDir(run_dir if run_dir else Path(cfg.out_dir) / cfg.run_name).prepare(resume=resume, overwrite=overwrite)
-    ckpt = None
+    applied: list[str] = []
     if resume:
-        ckpt = load_checkpoint(rd.last)
-        cfg = config_from_dict(ckpt["config"])
+        cfg, applied = _resume_config(load_checkpoint(rd.last)["config"], resume_overrides)
     if progress is None:
         progress = sys.stderr.isatty()
     # torchrun: join the process group; its rendezvous orders every rank's run-folder checks
@@ -222,9 +287,31 @@ def fit(
     ddp.init_distributed(cfg.train.device)
     is_main = ddp.is_main_process()
     progress, verbose = progress and is_main, verbose and is_main
+    created = _first_missing(rd.path)
+    # rank 0 writes the folder: it holds the writer lock for the whole run (checked writable first)
+    with rd.lock() if is_main else contextlib.nullcontext(rd):
+        try:
+            ckpt = None
+            if is_main:
+                rd.prepare(resume=resume, overwrite=overwrite)  # again, now that no one else can write
+                for tmp in rd.remove_temp_files():
+                    print(f"robustrain: removed {tmp.name}, left by an interrupted write", file=sys.stderr)
+            if resume:
+                ckpt = load_checkpoint(rd.last)
+            run = build_run(cfg)  # data and model errors surface here, before a file is written
+            ddp_model = ddp.wrap_model(run.model, sync_bn=cfg.train.sync_bn)  # run.model in one process
+        except BaseException:
+            if is_main:
+                _discard_if_empty(rd, created)
+            raise
+        return _fit(cfg, rd, run, ddp_model, ckpt, applied, is_main=is_main, resume=resume, overwrite=overwrite,
+                    progress=progress, verbose=verbose, on_epoch_end=on_epoch_end, callbacks=callbacks)
 
-    run = build_run(cfg)  # data and model errors surface here, before the run folder is touched
-    ddp_model = ddp.wrap_model(run.model, sync_bn=cfg.train.sync_bn)  # run.model in one process
+
+def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str, Any] | None, applied: list[str],
+         *, is_main: bool,
+         resume: bool, overwrite: bool, progress: bool, verbose: bool,
+         on_epoch_end: Callable[[int, dict[str, Any]], None] | None, callbacks: list[Callback] | None) -> dict[str, Any]:
     state = TrainState()
     if callbacks is None:
         callbacks = default_callbacks(cfg, progress=progress, verbose=is_main)
@@ -234,22 +321,33 @@ def fit(
     with RunWriter(rd, cfg, clear=overwrite and not resume, enabled=is_main) as writer:
         if ckpt is not None:
             restore(ckpt, run, state, callbacks)
-            _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}")
+            if not state.history and rd.metrics.is_file():  # a checkpoint from before the history key
+                state.history = _readable_records(rd)[: state.epoch]
+            if applied:
+                state.resumes.append({"epoch": state.epoch, "overrides": applied})
+            if is_main:
+                for line in rd.repair(state.history, best.best_epoch, state.epoch, _best_epoch_on_disk(rd)):
+                    print(f"robustrain: repaired {rd.path}: {line}", file=sys.stderr)
+            _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}"
+                          + (f" with {', '.join(applied)}" if applied else ""))
         train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
         _say(verbose, f"run {rd.path}: {cfg.method.name} on {cfg.data.name} with {cfg.model.name}, "
                       f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}")
         stopped_early: int | None = None
         t_run = time.perf_counter()
         while state.epoch < cfg.train.epochs:
-            record = train_one_epoch(run, state, train_model, progress=progress, where=str(rd.path))
+            record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path)
+            if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch:
+                record["resumed_with"] = list(applied)
             state.epoch += 1
             # DDP: rank 0's BatchNorm statistics everywhere, so every rank evaluates the saved model
             ddp.broadcast_buffers([run.model, run.ema.module if run.ema is not None else None])
             stop = False
             for cb in callbacks:
                 stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
+            state.history.append(record)
             # every rank holds the same state (DDP, replicated method buffers); rank 0 writes
-            writer.save(checkpoint(run, state, callbacks, record), record, best=best.improved)
+            writer.save(checkpoint(run, state, callbacks, record), state.history, best=best.improved)
             ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
             _say(verbose, _epoch_line(cfg, record, best.improved))
             if on_epoch_end is not None:
@@ -261,8 +359,21 @@ def fit(
         summary = _final_table(run, rd, best, verbose=verbose, progress=progress)
         summary["train_time_s"] = time.perf_counter() - t_run
         summary["stopped_early"] = stopped_early
+        if state.resumes:
+            summary["resumed_with"] = state.resumes
         writer.write_summary(summary)
     return summary
+
+
+def _readable_records(rd: RunDir) -> list[dict[str, Any]]:
+    """The records of ``metrics.jsonl`` up to its first unreadable line (an interrupted append)."""
+    records = []
+    for line in rd.metrics.read_text(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break
+    return records
 
 
 def _final_table(run: Run, rd: RunDir, best: BestCheckpoint, *, verbose: bool, progress: bool) -> dict[str, Any]:

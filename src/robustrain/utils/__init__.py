@@ -28,6 +28,8 @@ from robustrain.utils.errors import (
     ReproduceError,
     RobustrainError,
     RunExistsError,
+    RunFolderError,
+    RunLockedError,
     UsageError,
 )
 from robustrain.utils.fileio import atomic_open, write_atomic, write_json
@@ -47,6 +49,8 @@ __all__ = [
     "ReproduceError",
     "RobustrainError",
     "RunExistsError",
+    "RunFolderError",
+    "RunLockedError",
     "UsageError",
     "atomic_open",
     "autocast_for",

@@ -19,12 +19,15 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DatasetFileError",
+    "DiskFullError",
     "DownloadError",
     "NonFiniteLossError",
     "PlotDependencyError",
     "ReproduceError",
     "RobustrainError",
     "RunExistsError",
+    "RunFolderError",
+    "RunLockedError",
     "UsageError",
 ]
 
@@ -62,6 +65,17 @@ class RunExistsError(RobustrainError, ValueError):
     """The run folder already holds a run (and neither resume nor overwrite was asked)."""
 
 
+class RunFolderError(RobustrainError, ValueError):
+    """The run folder cannot be used: a file, under a file, or not writable (exit code 2: checked
+    before any work starts)."""
+
+    exit_code = 2
+
+
+class RunLockedError(RobustrainError, RuntimeError):
+    """Another live process is writing the same run folder."""
+
+
 class NonFiniteLossError(RobustrainError, RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -72,6 +86,24 @@ class PlotDependencyError(RobustrainError, ImportError):
 
 class DownloadError(RobustrainError, OSError):
     """A download failed; the message is one line and nothing was left at the destination."""
+
+
+class DiskFullError(RobustrainError, OSError):
+    """A write failed because the disk is full or a file-size limit (``ulimit -f``) was hit;
+    the file being written was left as it was before (exit code 1).
+
+    Example:
+        >>> err = DiskFullError("disk full (or file size limit) writing x.json; free space and rerun")
+        >>> isinstance(err, OSError), err.exit_code, str(err)[:9]
+        (True, 1, 'disk full')
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)  # one argument: str(err) is the message, no "[Errno ...]"
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class DatasetFileError(RobustrainError, FileNotFoundError, ValueError):

@@ -13,12 +13,17 @@ Example:
     False
     >>> net.training, resolve_device("cpu")
     (True, device(type='cpu'))
+    >>> check_device_name("cuda:x")
+    Traceback (most recent call last):
+    ...
+    robustrain.utils.errors.ConfigError: train.device must be auto, cpu, cuda, cuda:N or mps, got 'cuda:x'; auto picks CUDA when available, else the CPU
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import re
 from typing import ContextManager, Iterator
 
 import numpy as np
@@ -26,23 +31,70 @@ import torch
 from torch import nn
 
 from robustrain.utils import distributed as ddp
+from robustrain.utils.checks import short_repr
 from robustrain.utils.errors import ConfigError
 
-__all__ = ["autocast_for", "fast_math", "fp32_eval", "no_tf32", "resolve_device", "seed_everything"]
+__all__ = [
+    "autocast_for",
+    "check_device_available",
+    "check_device_name",
+    "fast_math",
+    "fp32_eval",
+    "no_tf32",
+    "resolve_device",
+    "seed_everything",
+]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``; under torchrun ``cuda``
-    becomes this process's ``cuda:LOCAL_RANK``.
+#: the device strings a config may give (``train.device``)
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,4})?)$")
+
+
+def check_device_name(name: str, key: str = "train.device") -> str:
+    """``name`` if it is a device string robustrain takes: ``auto``, ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps`` (whether the machine has it is :func:`check_device_available`'s part).
 
     Raises:
-        ConfigError: CUDA asked for on a machine without it.
+        ConfigError: anything else (``tpu``, ``cuda:x`` ...), naming ``key`` and the valid forms.
+    """
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ConfigError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {short_repr(name)}; "
+                          f"auto picks CUDA when available, else the CPU")
+    return name
+
+
+def check_device_available(name: str, key: str = "train.device") -> str:
+    """``name`` if it is valid (:func:`check_device_name`) and this machine has that device.
+
+    Raises:
+        ConfigError: CUDA (or that CUDA index, or MPS) asked for where there is none; the
+            message says what the machine has and to use ``auto`` or ``cpu``.
+    """
+    check_device_name(name, key)
+    fix = f"use {key}=auto (CUDA when available, else CPU) or {key}=cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={name} but CUDA is not available on this machine; {fix}")
+        index, count = (int(name.split(":")[1]) if ":" in name else 0), torch.cuda.device_count()
+        if index >= count:
+            raise ConfigError(f"{key}={name} but this machine has {count} CUDA device(s) "
+                              f"(cuda:0..cuda:{count - 1}); {fix}")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"{key}=mps but MPS is not available on this machine; {fix}")
+    return name
+
+
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; under torchrun
+    ``cuda`` becomes this process's ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ConfigError: not a device string, or a device this machine lacks (the message names
+            ``key``).
     """
     if name == "auto":
         return ddp.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+    dev = torch.device(check_device_available(name, key))
     return ddp.local_device(dev)  # cuda -> cuda:LOCAL_RANK under torchrun
 
 

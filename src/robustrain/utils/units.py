@@ -6,19 +6,28 @@ them as fractions of 255. :func:`parse_number` reads ``"8/255"`` (configs, ``--e
 ``robustrain list``. Only eps-like values are written that way (:func:`is_eps_like`): a fraction
 such as ``rho = 0.2`` stays a decimal.
 
+Every number read this way is finite: ``nan``, ``inf``, ``-inf`` and overflowing literals such
+as ``1e999`` are refused with the key's name, so no NaN reaches a learning rate or a budget.
+
 Example:
     >>> parse_number("8/255") == 8 / 255, format_eps(8 / 255), format_eps(0.5), format_eps(0.2)
     (True, '8/255', '0.5', '51/255')
     >>> is_eps_like("alpha_inv"), is_eps_like("rho")
     (True, False)
+    >>> parse_number("nan", "optim.lr")
+    Traceback (most recent call last):
+    ...
+    robustrain.utils.errors.ConfigError: optim.lr must be a finite number, got 'nan'; write a number such as 0.1 or 8/255
 """
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 from typing import Any
 
+from robustrain.utils.checks import short_repr
 from robustrain.utils.errors import ConfigError
 
 __all__ = ["format_eps", "format_value", "is_eps_like", "parse_number"]
@@ -27,25 +36,35 @@ _FRACTION = re.compile(r"^\s*[-+]?\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*$")
 
 
 def parse_number(value: Any, key: str = "value") -> float:
-    """A float from a number or a string such as ``"0.03"`` or ``"8/255"``.
+    """A finite float from a number or a string such as ``"0.03"`` or ``"8/255"``.
 
     Raises:
-        ConfigError: not a number (the message names ``key``).
+        ConfigError: not a number, or not finite (NaN, +-inf, ``1e999``); the message names ``key``.
     """
     if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        raise ConfigError(f"{key}: expected a number, got {short_repr(value)}")
+    number: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond the float range
+            number = math.inf
+    elif isinstance(value, str) and len(value) <= 100:
         s = value.strip()
         try:
             if _FRACTION.match(s):
                 num, den = s.split("/")
-                return float(Fraction(num.strip()) / Fraction(den.strip()))
-            return float(s)
-        except (ValueError, ZeroDivisionError):
-            pass
-    raise ConfigError(f"{key}: expected a number such as 0.1 or 8/255, got {value!r}")
+                number = float(Fraction(num.strip()) / Fraction(den.strip()))
+            else:
+                number = float(s)
+        except (ValueError, ZeroDivisionError, OverflowError):
+            number = None
+    if number is None:
+        raise ConfigError(f"{key}: expected a number such as 0.1 or 8/255, got {short_repr(value)}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} must be a finite number, got {short_repr(value)}; "
+                          "write a number such as 0.1 or 8/255")
+    return number
 
 
 def format_eps(value: float) -> str:

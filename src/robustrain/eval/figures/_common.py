@@ -126,7 +126,7 @@ def show_progress(progress: bool | None) -> bool:
 def device_from(name: str) -> torch.device:
     """``--device``: auto, cpu, cuda or cuda:N."""
     try:
-        return resolve_device(name)
+        return resolve_device(name, key="--device")
     except RuntimeError:
         raise ValueError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
 

@@ -18,7 +18,7 @@ from robustrain.methods.inverse.targets import InverseTargets, upgrade_legacy_st
 from robustrain.methods.losses import uiat_loss
 from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
-from robustrain.utils.checks import check_in_range, check_nonnegative
+from robustrain.utils.checks import check_budget, check_in_range, check_nonnegative, check_step
 
 __all__ = ["IAT", "IATParams", "InverseParams", "UIAT", "UIATParams", "check_fraction"]
 
@@ -57,7 +57,7 @@ class InverseParams(PGDAdversaryParams):
         super().__post_init__()
         check_nonnegative("lam", self.lam)
         check_nonnegative("beta", self.beta)
-        check_nonnegative("eps_inv", self.eps_inv)
+        check_budget("eps_inv", self.eps_inv)
         check_nonnegative("init_std_inv", self.init_std_inv)
 
     @property
@@ -80,6 +80,7 @@ class IATParams(InverseParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_step("alpha_inv", self.alpha_inv)
         validate_attack_args(
             eps=self.eps_inv, alpha=self.alpha_inv, steps=self.steps_inv, norm="linf",
             bn_mode=self.bn_mode, init_std=self.init_std_inv, clip=(0.0, 1.0),
@@ -109,7 +110,7 @@ class UIATParams(IATParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_nonnegative("alpha_universal", self.alpha_universal)
+        check_step("alpha_universal", self.alpha_universal)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_fraction("momentum_start", self.momentum_start)
 

@@ -17,7 +17,7 @@ from robustrain.methods.inverse.ops import adversarial_forward, target_metrics
 from robustrain.methods.inverse.targets import InverseTargets, upgrade_legacy_state_dict
 from robustrain.methods.losses import uiat_loss
 from robustrain.methods.registry import METHODS
-from robustrain.utils.checks import check_nonnegative
+from robustrain.utils.checks import check_step
 
 __all__ = ["UIATOneOff", "UIATOneOffParams"]
 
@@ -36,7 +36,7 @@ class UIATOneOffParams(InverseParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_nonnegative("alpha_universal", self.alpha_universal)
+        check_step("alpha_universal", self.alpha_universal)
         check_fraction("oneoff_epoch", self.oneoff_epoch)
 
 

@@ -33,7 +33,9 @@ from robustrain.methods.inverse.iat import check_fraction
 from robustrain.methods.inverse.targets import InverseTargets, upgrade_legacy_state_dict
 from robustrain.methods.losses import uiat_regulariser
 from robustrain.methods.registry import PLUGINS
-from robustrain.utils.checks import check_choice, check_field_types, check_in_range, check_nonnegative
+from robustrain.utils.checks import (
+    check_budget, check_choice, check_field_types, check_in_range, check_nonnegative, check_step,
+)
 
 __all__ = ["UIATPlugin", "UIATPluginParams"]
 
@@ -77,8 +79,10 @@ class UIATPluginParams:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        for name in ("lam", "eps_inv", "alpha_universal", "init_std_inv"):
+        for name in ("lam", "init_std_inv"):
             check_nonnegative(name, getattr(self, name))
+        check_budget("eps_inv", self.eps_inv)
+        check_step("alpha_universal", self.alpha_universal)
         check_choice("inv_bn_mode", self.inv_bn_mode, BN_MODES)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_fraction("oneoff_epoch", self.oneoff_epoch)
