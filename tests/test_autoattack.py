@@ -61,6 +61,28 @@ def test_autoattack_not_weaker_than_pgd_and_cw(trained):
     assert "AutoAttack custom (apgd-ce, apgd-t" in res.protocol and "eps=2/255" in res.protocol
 
 
+def test_per_image_results_agree_with_accuracies(trained):
+    """per_image=True: one bool per image and attack, AutoAttack's from its (resumable) result;
+    the worst case over them is at most every accuracy."""
+    net, x, y = trained
+    eps = 2 / 255
+    attacks = build_eval_attacks(["natural", "pgd20", "cw30"], eps=eps)
+    attacks["aa"] = AutoAttackSpec("custom", ("apgd-ce",), eps=eps, options=QUICK)
+    res = evaluate_robustness(net, x, y, attacks, batch_size=20, progress=False, per_image=True)
+    assert list(res.correct) == ["natural", "pgd20", "cw30", "aa"]
+    for name, mask in res.correct.items():
+        assert mask.dtype == torch.bool and mask.shape == (48,) and mask.device.type == "cpu"
+        assert mask.float().mean().item() == pytest.approx(res.accuracy[name])
+    assert not (res.correct["aa"] & ~res.correct["natural"]).any()  # robust implies clean-correct
+    worst = res.worst_case()
+    assert all(worst.sum().item() / 48 <= a + 1e-12 for a in res.accuracy.values())
+    assert torch.equal(worst, res.correct["natural"] & res.correct["pgd20"] & res.correct["cw30"] & res.correct["aa"])
+    plain = evaluate_robustness(net, x, y, attacks, batch_size=20, progress=False)
+    assert plain.correct == {} and plain.accuracy == res.accuracy  # the option changes nothing else
+    with pytest.raises(ValueError, match="per_image=True"):
+        plain.worst_case()
+
+
 def _reference_pgd(model, x, y, eps, alpha, steps, delta0):
     """Madry et al.'s PGD written out: random start, signed CE-gradient steps, clip to ball and box."""
     x_adv = torch.clamp(torch.min(torch.max(x + delta0, x - eps), x + eps), 0, 1)
@@ -210,6 +232,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     resumed = run_autoattack(net, x, y, state_dir=tmp_path, **kw)
     assert resumed.resumed_chunks == 1
     assert (resumed.accuracy, resumed.clean_accuracy) == (full.accuracy, full.clean_accuracy)
+    assert torch.equal(resumed.robust, full.robust) and torch.equal(resumed.clean, full.clean)  # per image too
     assert resumed.log_path and (tmp_path / state.with_suffix(".log").name).is_file()
     # another radius (or model, data, seed) never reuses that state
     assert run_autoattack(net, x, y, state_dir=tmp_path, **{**kw, "eps": 2 / 255}).resumed_chunks == 0

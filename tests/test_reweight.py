@@ -93,7 +93,9 @@ def test_gairat_burn_in_switch():
     p = method.params
     assert (p.gair_lambda, p.burn_in, p.steps) == (-1.0, 0.5, 5)
     model, b = tiny_model(), tiny_batch()
-    for epoch, reweighted in [(0, False), (1, False), (2, True), (3, True)]:
+    # official GAIRAT.py L141: (epoch + 1) >= begin_epoch, begin_epoch = floor(0.5 * 4) = 2
+    assert method.begin_epoch == 2
+    for epoch, reweighted in [(0, False), (1, True), (2, True), (3, True)]:
         method.set_epoch(epoch)
         assert method.reweighting() is reweighted
         torch.manual_seed(1)
@@ -199,3 +201,18 @@ def test_lrat_params_validation():
         create_method("lrat", CTX4, rho=1.2)
     with pytest.raises(ValueError, match="vulnerability"):
         create_method("lrat", CTX4, vulnerability="entropy")
+
+
+@pytest.mark.parametrize("epochs, burn_in, first", [(120, 0.5, 59), (100, 0.5, 49), (4, 0.5, 1), (10, 0.7, 6),
+                                                    (5, 0.5, 1), (10, 0.0, 0), (10, 1.0, 9)])
+def test_gairat_starts_as_the_official_rule(epochs, burn_in, first):
+    """Issue 13: reweighting on from the 0-based epoch e with (e + 1) >= begin_epoch (official
+    GAIRAT.py: ``--begin_epoch 60`` of 120 -> on from 0-based epoch 59), begin_epoch =
+    floor(burn_in * epochs)."""
+    ctx = MethodContext(num_classes=3, image_shape=(3, 4, 4), num_train=8, epochs=epochs)
+    method = create_method("gairat", ctx, burn_in=burn_in)
+    on = []
+    for e in range(epochs):
+        method.set_epoch(e)
+        on.append(method.reweighting())
+    assert on == [e >= first for e in range(epochs)]

@@ -49,9 +49,16 @@ def _same(a: dict, b: dict) -> None:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("full")
-    cfg, rd = _run(tmp, "full")
-    fit(cfg, progress=False, verbose=False)
+    # a module fixture runs before the suite's per-test thread setting: use the same 2 threads, or
+    # CPU reductions of a short last batch differ in the last digits
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tmp = tmp_path_factory.mktemp("full")
+        cfg, rd = _run(tmp, "full")
+        fit(cfg, progress=False, verbose=False)
+    finally:
+        torch.set_num_threads(before)
     files = _files(rd)
     assert files["selected"] == 2  # the interrupted commits below involve best.pt
     return files

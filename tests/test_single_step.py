@@ -3,6 +3,9 @@ perturbation geometry of FGSM / RS-FGSM / N-FGSM, GradAlign's regulariser, and t
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -84,7 +87,7 @@ def test_fgsm_is_one_sign_step_of_eps():
     model.eval()
     g = input_gradient(model, b.x, b.y)
     expected = (b.x + EPS * g.sign()).clamp(0, 1)
-    torch.testing.assert_close(create_method("fgsm", CTX).adversary(model, b.x, b.y), expected)
+    torch.testing.assert_close(create_method("fgsm", CTX, bn_mode="eval").adversary(model, b.x, b.y), expected)
 
 
 def test_defaults_follow_official_settings():
@@ -95,7 +98,9 @@ def test_defaults_follow_official_settings():
     assert (nf.alpha, nf.k) == (EPS, 2.0)
     assert method_params("grad_align")().cos_lambda == 0.2 == GRAD_ALIGN_LAMBDA_CIFAR10[8]
     for name in NAMES:
-        assert method_params(name)().bn_mode == "eval"
+        # issue 13: the official scripts attack in train mode (single_step module docstring)
+        assert method_params(name)().bn_mode == "train"
+        assert create_method(name, CTX, bn_mode="eval").params.bn_mode == "eval"  # still an option
     with pytest.raises(ValueError, match="k"):
         create_method("n_fgsm", CTX, k=-1.0)
     with pytest.raises(ValueError, match="cos_lambda"):
@@ -136,14 +141,14 @@ def test_grad_align_regulariser_reaches_parameters_and_zero_lambda_is_fgsm():
     b = batch()
     model = tiny_model().eval()  # deterministic BN
     torch.manual_seed(0)
-    out = create_method("grad_align", CTX)(model, b)
+    out = create_method("grad_align", CTX, bn_mode="eval")(model, b)
     assert 0 <= float(out.metrics["loss_reg"]) <= 2
     torch.testing.assert_close(out.loss, out.metrics["loss_ce"] + 0.2 * out.metrics["loss_reg"])
     # the penalty alone back-propagates to the weights (double back-prop through g2)
     (reg_grad,) = torch.autograd.grad(out.loss - out.metrics["loss_ce"], [model[0].weight])
     assert reg_grad.abs().sum() > 0
-    out0 = create_method("grad_align", CTX, cos_lambda=0.0)(model, b)
-    ce_fgsm = F.cross_entropy(model(create_method("fgsm", CTX).adversary(model, b.x, b.y)), b.y)
+    out0 = create_method("grad_align", CTX, cos_lambda=0.0, bn_mode="eval")(model, b)
+    ce_fgsm = F.cross_entropy(model(create_method("fgsm", CTX, bn_mode="eval").adversary(model, b.x, b.y)), b.y)
     torch.testing.assert_close(out0.loss, ce_fgsm)
 
 
@@ -165,3 +170,43 @@ def test_one_training_step(name):
     out.loss.backward()
     opt.step()
     assert any(not torch.equal(p0, p) for p0, p in zip(before, model.parameters()))
+
+
+# --------------------------------------------------------------------------- issue 13: train-mode adversary
+def test_default_adversary_uses_batch_statistics_and_restores_the_mode():
+    """The default (train) adversary is the gradient of the train-mode (batch-statistics)
+    function, not the eval-mode one; the model comes back in the mode it was in."""
+    for mode in (True, False):
+        model, b = tiny_model().train(mode), batch()
+        running = model[1].running_mean.clone()
+        adv = create_method("fgsm", CTX).adversary(model, b.x, b.y)
+        assert model.training is mode
+        model.train()
+        expected = (b.x + EPS * input_gradient(model, b.x, b.y).sign()).clamp(0, 1)
+        torch.testing.assert_close(adv, expected)
+        # train mode: the attack forward moved the running statistics (as the official scripts)
+        assert not torch.equal(model[1].running_mean, running)
+    model = tiny_model().eval()
+    adv_eval = create_method("fgsm", CTX, bn_mode="eval").adversary(model, batch().x, batch().y)
+    assert not torch.equal(adv_eval, expected)  # the two modes differ on a BN model
+
+
+@pytest.mark.parametrize("name", ["fgsm", "n_fgsm+uiat"])
+def test_guard_runs_with_train_mode_adversary(tmp_path, name):
+    """The catastrophic-overfitting guard still measures every epoch (eval mode, fixed training
+    batch) when the single-step adversary runs in train mode (the collapse logic: test_train.py)."""
+    from robustrain.config import load_config
+    from robustrain.train import fit
+
+    cfg = load_config(None, [
+        "data.name=synthetic", f"method={name}", "model.width=4", "train.epochs=2", "eval.n=32",
+        "eval.final_n=32", "eval.attack=pgd20", "eval.final_attacks=natural", "guard.n=32",
+        "train.device=cpu", f"out_dir={tmp_path}", "data.val_n=64",
+    ])
+    assert cfg.method.params.bn_mode == "train"
+    summary = fit(cfg, progress=False, verbose=False)
+    records = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for r in records:
+        assert 0.0 <= r["guard"]["pgd"] <= 1.0 and r["guard"]["best"] >= r["guard"]["pgd"]
+        assert "catastrophic_overfitting" not in r or r["catastrophic_overfitting"] is True

@@ -3,9 +3,15 @@
 :func:`build_run` turns a config into the objects the training loop works on (:class:`Run`):
 model (dataset normalisation composed in front), method, optimiser, EMA, the training loader
 (sharded under DDP, mixed with generated data when ``data.extra`` is set), and the three image
-sets the loop evaluates on: the held-out subset that selects ``best.pt``, the full test split for
-the final table, and the fixed training batch of the catastrophic-overfitting guard. Data and
-model errors surface here, before the run folder is touched.
+sets the loop evaluates on: the validation split that selects ``best.pt`` (``data.val_n`` images
+held out of the TRAINING split with a fixed split seed, issue 13: never test images), the full
+test split for the final table, and the fixed training batch of the catastrophic-overfitting
+guard (from the training part). Data and model errors surface here, before the run folder is
+touched.
+
+The training loader iterates the training part only, but ``Batch.idx`` keeps ids into the
+ORIGINAL training split (``DeviceLoader(indices=...)``), so per-sample method buffers sized
+``MethodContext.num_train`` = N (+ generated images) stay valid; validation ids never occur.
 
 Example:
     >>> from robustrain.config import load_config
@@ -13,6 +19,8 @@ Example:
     >>> run = build_run(cfg)
     >>> type(run.model).__name__, run.eval_x.shape[0], run.spec.dataset
     ('NormalizedClassifier', 32, 'synthetic')
+    >>> run.selection["split"], run.selection["n_held_out"], run.selection["n_evaluated"]
+    ('validation', 51, 32)
 """
 
 from __future__ import annotations
@@ -24,7 +32,10 @@ from torch import nn
 
 from robustrain.artifacts import ModelSpec
 from robustrain.config import Config
-from robustrain.data import DeviceLoader, MixedLoader, get_dataset_info, load_extra_data, load_split
+from robustrain.data import (
+    SPLIT_SEED, DeviceLoader, MixedLoader, default_val_n, get_dataset_info, load_extra_data, load_split,
+    validation_split,
+)
 from robustrain.methods import Method, MethodContext, create_method
 from robustrain.models import EMA
 from robustrain.utils import distributed as ddp
@@ -57,9 +68,14 @@ class Run:
         optimizer: SGD over ``model``'s parameters.
         ema: the weight average, or None.
         loader: the training batches (``Batch(x, y, idx)``), a function of (seed, epoch).
-        eval_x, eval_y: the held-out subset that selects ``best.pt`` (first ``eval.n`` test images).
+        eval_x, eval_y: the validation images that select ``best.pt``: the first
+            ``min(eval.n, data.val_n)`` of the validation split held out of the training split.
         test_x, test_y: the whole test split (the final table uses its first ``eval.final_n``).
-        guard_x, guard_y: the fixed training batch of the catastrophic-overfitting guard.
+        guard_x, guard_y: the fixed batch of the catastrophic-overfitting guard (the first
+            ``guard.n`` images of the training part, never validation images).
+        train_ids, val_ids: sorted ids into the original training split of the images trained
+            on and of the validation split (disjoint; ``Batch.idx`` are ``train_ids``).
+        selection: the selection protocol, as ``summary.json`` states it (split, sizes, seed).
     """
 
     cfg: Config
@@ -76,6 +92,9 @@ class Run:
     test_y: torch.Tensor
     guard_x: torch.Tensor
     guard_y: torch.Tensor
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor
+    selection: dict
 
     @property
     def eval_model(self) -> nn.Module:
@@ -114,7 +133,14 @@ def build_run(cfg: Config) -> Run:
     info = get_dataset_info(cfg.data.name)
     train_x, train_y = load_split(cfg.data.name, "train", root=cfg.data.root, download=cfg.data.download)
     test_x, test_y = load_split(cfg.data.name, "test", root=cfg.data.root, download=cfg.data.download)
-    _check_batch_fits(cfg, int(train_x.shape[0]))
+    n_split = int(train_x.shape[0])
+    val_n = cfg.data.val_n if cfg.data.val_n is not None else default_val_n(n_split)
+    try:
+        # the same held-out images for every method and seed: a fixed split seed, not cfg.seed
+        split = validation_split(train_y, val_n, seed=SPLIT_SEED)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _check_batch_fits(cfg, int(split.train_ids.shape[0]))
     extra = None
     if cfg.data.extra.path is not None:
         # generated images (data.extra): memory-mapped and validated here, before anything is written
@@ -126,8 +152,9 @@ def build_run(cfg: Config) -> Run:
     ctx = MethodContext(
         num_classes=info.num_classes,
         image_shape=tuple(info.image_shape),
+        # ids stay those of the whole training split (validation ids are simply never seen);
         # generated samples have ids N.. N+M-1 (MixedLoader): per-sample buffers cover them
-        num_train=int(train_x.shape[0]) + (len(extra) if extra is not None else 0),
+        num_train=n_split + (len(extra) if extra is not None else 0),
         epochs=cfg.train.epochs,
     )
     method = create_method(cfg.method.name, ctx, cfg.method.params).to(device)
@@ -154,6 +181,7 @@ def build_run(cfg: Config) -> Run:
         drop_last=cfg.data.drop_last,
         seed=cfg.seed,
         device=device,
+        indices=split.train_ids,  # the training part; Batch.idx stays an id into the whole split
         rank=ddp.get_rank(),  # DDP: this rank's shard of every global batch
         world_size=ddp.get_world_size(),
     )
@@ -162,7 +190,18 @@ def build_run(cfg: Config) -> Run:
     if extra is not None:
         # ratio originals + generated per batch; epoch = one original-split equivalent
         loader = MixedLoader(loader, extra.images, extra.labels, ratio=cfg.data.extra.ratio)
-    n_eval = min(cfg.eval.n, int(test_x.shape[0]))
-    n_guard = min(cfg.guard.n, int(train_x.shape[0]))
+    n_eval = min(cfg.eval.n, val_n)
+    eval_ids = split.val_ids[:n_eval]
+    guard_ids = split.train_ids[: min(cfg.guard.n, int(split.train_ids.shape[0]))]
+    selection = {
+        "split": "validation",
+        "source": f"held out of the {cfg.data.name} training split (never test images)",
+        "n_held_out": val_n,
+        "n_evaluated": n_eval,
+        "n_train": int(split.train_ids.shape[0]),
+        "seed": split.seed,
+        "metric": cfg.eval.attack,
+    }
     return Run(cfg, device, spec, model, method, optimizer, ema, loader,
-               test_x[:n_eval], test_y[:n_eval], test_x, test_y, train_x[:n_guard], train_y[:n_guard])
+               train_x[eval_ids], train_y[eval_ids], test_x, test_y, train_x[guard_ids], train_y[guard_ids],
+               split.train_ids, split.val_ids, selection)

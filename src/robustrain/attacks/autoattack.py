@@ -133,6 +133,10 @@ class AutoAttackResult:
         settings: version, attacks, norm, eps, seed, batch and chunk size, package version.
         resumed_chunks: chunks read from an earlier, interrupted run's state.
         log_path: where the package's verbose output went (None: discarded).
+        robust: per image (bool, CPU, length ``n``): correctly classified on the clean image
+            AND on AutoAttack's adversarial example (``accuracy`` is its mean); read from the
+            resume state for resumed chunks. None when not known.
+        clean: per image (bool, CPU): correctly classified on the clean image.
     """
 
     accuracy: float
@@ -142,6 +146,8 @@ class AutoAttackResult:
     settings: dict[str, Any] = field(default_factory=dict)
     resumed_chunks: int = 0
     log_path: str | None = None
+    robust: Tensor | None = field(default=None, repr=False, compare=False)
+    clean: Tensor | None = field(default=None, repr=False, compare=False)
 
 
 # ------------------------------------------------------------------------------ spec
@@ -492,6 +498,8 @@ def run_autoattack(
         settings=settings,
         resumed_chunks=resumed,
         log_path=str(log) if log is not None else None,
+        robust=robust_t,
+        clean=clean_t,
     )
 
 

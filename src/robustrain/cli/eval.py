@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"protocol: {res.protocol}")
     for name, result in res.autoattack.items():
         print(f"AutoAttack flags ({name}): " + ("; ".join(result.flags) if result.flags else "none"))
+    if any(r.flags for r in res.autoattack.values()):
+        print(f"AutoAttack raised a flag: check the evaluation with `robustrain audit {ckpt}` (docs/audit.md)")
     summary = {
         "checkpoint": str(ckpt), "source": loaded.meta.get("source"), "epoch": loaded.epoch,
         "weights": loaded.weights, "method": loaded.meta.get("method"), "model": loaded.meta.get("model"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from robustrain.utils.errors import UsageError
 
@@ -15,8 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "reproduce", help="re-run a paper table (UIAT Tables 1-6, the LRAT cross-attack table) against its numbers",
         description="Train every row of TABLE (one YAML config per row under configs/) for each seed, evaluate "
                     "it under the table's attacks and write OUT/TABLE/results.md and results.json: our mean ± std "
-                    "over seeds, the paper's number and the difference. Finished runs are reused and interrupted "
-                    "ones resumed, so rerunning the same command continues a long reproduction.",
+                    "over seeds, the paper's number and the difference, every column on the same test images, the "
+                    "per-image worst case over the attacks and, for each method row, the paired difference to "
+                    "the table's PGD-AT / SAT row over the same seeds with a 95% t-interval. Finished runs are "
+                    "reused and interrupted ones resumed, so rerunning the same command continues a long "
+                    "reproduction.",
         epilog="Scales: full = each row's config as written (the paper's setting; dataset files and a GPU); "
                "mini = the same protocol with small_cnn on cifar10-mini, <= 4 epochs, a few CPU minutes per run "
                "(CIFAR-100 / SVHN / WRN rows become their cifar10-mini analogue, noted in the table). Examples:\n"
@@ -37,9 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                          "helper), repeatable (e.g. --set train.epochs=2)")
     rr.add_argument("--attacks", default=None, help="evaluate only these of the table's attacks, e.g. natural,pgd20")
     rr.add_argument("--eval-n", type=int, default=None, metavar="N",
-                    help="test images for natural / PGD-20 / CW (default: all; 0 = all)")
+                    help="test images for EVERY column (natural, PGD-20, CW, AutoAttack, worst): the first N, "
+                         "the same for all columns, named in the table (default: all; 0 = all)")
     rr.add_argument("--aa-n", type=int, default=None, metavar="N",
-                    help="test images for AutoAttack (default: all at full scale, 256 at mini; 0 = all)")
+                    help="deprecated alias of --eval-n (every column now runs on the same images): used as "
+                         "--eval-n N with a notice; an error with a different --eval-n")
     rr.add_argument("--eval-batch-size", type=int, default=None, metavar="B",
                     help="evaluation batch size (default: each run's data.eval_batch_size)")
     rr.add_argument("--data-root", default=None, metavar="DIR",
@@ -77,9 +83,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.table:
         raise UsageError("reproduce needs a TABLE (see `robustrain reproduce --list`)")
+    eval_n = args.eval_n
+    if args.aa_n is not None:  # the deprecated alias: one image set for every column now
+        if eval_n is not None and eval_n != args.aa_n:
+            raise UsageError(f"--aa-n {args.aa_n} with --eval-n {eval_n}: every column is now evaluated on the "
+                             "same images, so there is one size; drop the deprecated --aa-n")
+        print(f"robustrain reproduce: --aa-n is deprecated (every column is evaluated on the same images); "
+              f"using --eval-n {args.aa_n} for all columns", file=sys.stderr)
+        eval_n = args.aa_n
     options = ReproduceOptions(
         scale=args.scale, seeds=args.seeds, only=_split(args.only), out=args.out, sets=tuple(args.set or ()),
-        attacks=_split([args.attacks]) if args.attacks else None, eval_n=args.eval_n, aa_n=args.aa_n,
+        attacks=_split([args.attacks]) if args.attacks else None, eval_n=eval_n,
         eval_batch_size=args.eval_batch_size, data_root=args.data_root,
         extra_data=parse_extra_data(args.extra_data))
     plan = build_plan(args.table, options)

@@ -106,6 +106,15 @@ class DataConfig:
         drop_last: drop the last incomplete training batch (fixed shapes for torch.compile).
         eval_batch_size: batch size of every evaluation pass.
         extra: generated images mixed into training batches (:class:`ExtraDataConfig`).
+        val_n: training images held out as the validation split that selects ``best.pt``
+            (issue 13: selection never looks at the test set). Class-balanced, drawn with a
+            fixed split seed (:data:`robustrain.data.SPLIT_SEED`, not ``seed``), so every
+            method and seed holds out the same images; the run trains on the rest. Unset
+            (``null``, the default): ``min(1000, 10% of the training split)`` (1,000 on the full
+            datasets, 508 on ``cifar10-mini``; :func:`robustrain.data.default_val_n`) of
+            whatever ``name`` is, resolved when the run is built; ``summary.json``'s
+            ``selection_split`` records the number. There is no 0: a run always selects on
+            held-out training images.
     """
 
     name: str = "cifar10-mini"
@@ -116,9 +125,13 @@ class DataConfig:
     drop_last: bool = False
     eval_batch_size: int = 256
     extra: ExtraDataConfig = field(default_factory=ExtraDataConfig)
+    val_n: int | None = None
 
     def __post_init__(self) -> None:
         _at_least_one("data.batch_size", self.batch_size, "images per training batch, e.g. 128")
+        if self.val_n is not None:
+            _at_least_one("data.val_n", self.val_n, "training images held out to select best.pt, e.g. 1000; "
+                          "selection never uses the test split")
         _at_least_one("data.eval_batch_size", self.eval_batch_size, "images per evaluation batch, e.g. 256")
         if self.extra.path is not None and round(self.extra.ratio * self.batch_size) < 1:
             raise ValueError(
@@ -261,8 +274,9 @@ class EvalConfig:
     """Per-epoch and final evaluation (always fp32, eval mode, EMA weights when on).
 
     Attributes:
-        n: size of the held-out subset (first ``n`` test images) evaluated every epoch;
-            ``best.pt`` is chosen by ``attack`` accuracy on it.
+        n: validation images evaluated every epoch: the first ``min(n, data.val_n)`` of the
+            validation split held out of the TRAINING data (``data.val_n``); ``best.pt`` is
+            chosen by ``attack`` accuracy on them (never on test images).
         every: evaluate every ``every`` epochs (and always after the last one).
         attack: attack used for the per-epoch robust accuracy (``robustrain list attacks``),
             or ``natural`` to choose ``best.pt`` by clean accuracy (natural training).
@@ -278,7 +292,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "final_attacks", tuple(self.final_attacks))
-        _at_least_one("eval.n", self.n, "held-out test images evaluated every epoch, e.g. 256")
+        _at_least_one("eval.n", self.n, "validation images evaluated every epoch, e.g. 256")
         _at_least_one("eval.every", self.every, "epochs between evaluations")
         if self.final_n < 0:
             raise ValueError(f"eval.final_n must be an integer >= 0 (0 = the whole test split), got {self.final_n}")
@@ -290,7 +304,7 @@ class GuardConfig:
     within an epoch while FGSM accuracy stays high; Wong et al. 2020 early-stop on it).
 
     After every epoch the live model's ``attack`` accuracy on a fixed batch (the first ``n``
-    training images, no augmentation, eval mode) is measured; when it falls below
+    images of the training part, never the validation split; no augmentation, eval mode) is measured; when it falls below
     ``(1 - drop)`` times the best value seen so far the trainer warns and logs
     ``catastrophic_overfitting`` in metrics.jsonl, and with ``stop`` ends the run after that
     epoch's checkpoint (``best.pt`` keeps the best model).

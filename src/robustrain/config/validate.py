@@ -31,7 +31,7 @@ from robustrain.config.schema import (
     PluginConfig,
     model_defaults,
 )
-from robustrain.data import DATASETS, get_dataset_info
+from robustrain.data import DATASETS, default_val_n, get_dataset_info
 from robustrain.methods import METHODS, PLUGINS, method_fields, split_method_name
 from robustrain.models import MODELS, check_model_params
 from robustrain.schedules import SCHEDULES
@@ -262,18 +262,32 @@ def _config_from_dict(data: Mapping[str, Any]) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _check_names(cfg)
+    _check_val_n(cfg)
     _check_batch_fits(cfg)
     return cfg
 
 
-def _check_batch_fits(cfg: Config) -> None:
-    """With ``data.drop_last`` a batch larger than the training split leaves no batch at all
-    (the per-rank split under torchrun is checked again when the run is built)."""
+def _check_val_n(cfg: Config) -> None:
+    """An explicit ``data.val_n`` must leave training images: the validation split is held out
+    of the training split (unset, the run resolves :func:`~robustrain.data.default_val_n`)."""
     n_train = get_dataset_info(cfg.data.name).train_size
+    if cfg.data.val_n is not None and cfg.data.val_n >= n_train:
+        raise ConfigError(f"data.val_n={cfg.data.val_n} leaves no training image: {cfg.data.name} has {n_train} "
+                          f"training images; use data.val_n<={n_train - 1} (default: {default_val_n(n_train)})")
+
+
+def _check_batch_fits(cfg: Config) -> None:
+    """With ``data.drop_last`` a batch larger than the training part (the training split less
+    the ``data.val_n`` validation images) leaves no batch at all (the per-rank split under
+    torchrun is checked again when the run is built)."""
+    n_split = get_dataset_info(cfg.data.name).train_size
+    val_n = cfg.data.val_n if cfg.data.val_n is not None else default_val_n(n_split)
+    n_train = n_split - val_n
     if cfg.data.drop_last and cfg.data.batch_size > n_train:
         raise ConfigError(
-            f"data.batch_size={cfg.data.batch_size} is larger than the {n_train} training images of {cfg.data.name} "
-            f"with data.drop_last=true, so no batch is left; use data.batch_size<={n_train} or data.drop_last=false"
+            f"data.batch_size={cfg.data.batch_size} is larger than the {n_split} training images of {cfg.data.name} "
+            f"less the data.val_n={val_n} held out to select best.pt with data.drop_last=true, so no batch "
+            f"is left; use data.batch_size<={n_train} or data.drop_last=false"
         )
 
 

@@ -31,6 +31,7 @@ from .registry import (
     search_dirs,
 )
 from .synthetic import make_synthetic
+from .split import SPLIT_SEED, ValidationSplit, default_val_n, validation_split
 from .mixed_loader import MixedLoader, MixedPlan, mix_counts, mixed_epoch_length
 from .npz import ExtraData, load_extra_data, open_npz_member, save_extra_data
 
@@ -63,6 +64,10 @@ __all__ = [
     "apply_crop_flip",
     "random_crop_flip",
     "make_synthetic",
+    "SPLIT_SEED",
+    "ValidationSplit",
+    "default_val_n",
+    "validation_split",
     "ExtraData",
     "MixedLoader",
     "MixedPlan",

@@ -175,12 +175,38 @@ class RobustEvaluation:
         protocol: the one-line protocol statement (:func:`describe_protocol`).
         n: number of images.
         autoattack: AutoAttack name -> its full result (flags, settings, resume info).
+        correct: with ``per_image=True``: attack name -> bool tensor (CPU, length ``n``),
+            True where the image is classified correctly under that attack (``natural``: the
+            clean image; AutoAttack: robust, i.e. correct on the clean image and on its
+            adversarial example), so ``correct[name].float().mean() == accuracy[name]``.
+            Empty otherwise.
     """
 
     accuracy: dict[str, float]
     protocol: str
     n: int
     autoattack: dict[str, AutoAttackResult] = field(default_factory=dict)
+    correct: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def worst_case(self) -> torch.Tensor:
+        """Per image: correct under EVERY evaluated attack (natural included), the per-image
+        worst case over the attacks; needs ``per_image=True``.
+
+        Raises:
+            ValueError: the evaluation has no per-image results.
+
+        Example:
+            >>> r = RobustEvaluation({"a": 0.5, "b": 0.5}, "", 2,
+            ...                      correct={"a": torch.tensor([True, False]), "b": torch.tensor([False, True])})
+            >>> r.worst_case().tolist()
+            [False, False]
+        """
+        if not self.correct:
+            raise ValueError("worst_case needs per-image results: evaluate with per_image=True")
+        out = torch.ones(self.n, dtype=torch.bool)
+        for mask in self.correct.values():
+            out &= mask.bool()
+        return out
 
     @property
     def flags(self) -> dict[str, tuple[str, ...]]:
@@ -204,6 +230,7 @@ def evaluate_robustness(
     aa_log: str | Path | None = None,
     aa_verbose: bool = False,
     shard: bool = False,
+    per_image: bool = False,
 ) -> RobustEvaluation:
     """Accuracy of ``model`` under each attack, with the protocol line and AutoAttack flags.
 
@@ -226,6 +253,9 @@ def evaluate_robustness(
             all-reduced, so every rank gets the same accuracies (exact integer sums); the
             protocol is unchanged, only which random start an image draws differs from a
             one-process evaluation. Without a process group: no effect.
+        per_image: also return, per attack, which images are classified correctly
+            (:attr:`RobustEvaluation.correct`; under ``shard`` gathered over ranks into the
+            original order). Default False (accuracies only).
 
     Raises:
         ValueError: mismatched shapes, eps/norm given with a mapping of built attacks, or
@@ -243,10 +273,12 @@ def evaluate_robustness(
         device = next(model.parameters()).device
     if shard and ddp.is_distributed():
         return _evaluate_sharded(model, images, labels, attacks, batch_size=batch_size, device=device, seed=seed,
-                                 progress=progress, aa_state=aa_state, aa_log=aa_log, aa_verbose=aa_verbose)
+                                 progress=progress, aa_state=aa_state, aa_log=aa_log, aa_verbose=aa_verbose,
+                                 per_image=per_image)
     n = images.shape[0]
     results: dict[str, float] = {}
     aa_results: dict[str, AutoAttackResult] = {}
+    masks: dict[str, torch.Tensor] = {}
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     try:
@@ -259,9 +291,12 @@ def evaluate_robustness(
                                           verbose=aa_verbose, desc=f"eval {name}")
                     aa_results[name] = res
                     results[name] = res.accuracy
+                    if per_image:
+                        masks[name] = res.robust.bool().cpu()
                     continue
                 torch.manual_seed(seed)
                 correct = torch.zeros((), dtype=torch.long, device=device)
+                parts: list[torch.Tensor] = []
                 bar = tqdm(range(0, n, batch_size), desc=f"eval {name}", leave=False,
                            disable=not progress, unit="batch")
                 for start in bar:
@@ -271,18 +306,25 @@ def evaluate_robustness(
                     if attack is not None:
                         x = attack(model, x, y)
                     with torch.no_grad():
-                        correct += (model(x).argmax(1) == y).sum()
+                        hit = model(x).argmax(1) == y
+                    correct += hit.sum()
+                    if per_image:
+                        parts.append(hit.cpu())
                 results[name] = correct.item() / max(n, 1)
+                if per_image:
+                    masks[name] = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
     finally:
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
-    return RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results)
+    return RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results, masks)
 
 
 def _evaluate_sharded(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                       attacks: Mapping[str, Attack | None], **kwargs: Any) -> RobustEvaluation:
-    """:func:`evaluate_robustness` on this rank's shard, the correct counts summed over ranks."""
+    """:func:`evaluate_robustness` on this rank's shard, the correct counts summed over ranks
+    (with ``per_image``, the per-image flags too: each rank fills its rows ``rank::world`` of a
+    zero tensor and the sum over ranks is the whole set's, in the original order)."""
     xs, ys = ddp.shard(images), ddp.shard(labels)
     local = evaluate_robustness(model, xs, ys, attacks, **kwargs) if xs.shape[0] else None
     acc = local.accuracy if local is not None else {}
@@ -290,8 +332,17 @@ def _evaluate_sharded(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     counts = torch.tensor([round(acc.get(name, 0.0) * xs.shape[0]) for name in attacks],
                           dtype=torch.float64, device=device)
     accuracy = dict(zip(attacks, (ddp.all_reduce_sum(counts) / images.shape[0]).tolist()))
+    masks: dict[str, torch.Tensor] = {}
+    if kwargs.get("per_image"):
+        n = int(images.shape[0])
+        full = torch.zeros((len(attacks), n), dtype=torch.int32, device=device)
+        if local is not None:
+            for i, name in enumerate(attacks):
+                full[i, ddp.get_rank()::ddp.get_world_size()] = local.correct[name].to(device, torch.int32)
+        full = ddp.all_reduce_sum(full).cpu() > 0
+        masks = {name: full[i] for i, name in enumerate(attacks)}
     return RobustEvaluation(accuracy, describe_protocol(attacks), int(images.shape[0]),
-                            local.autoattack if local is not None else {})
+                            local.autoattack if local is not None else {}, masks)
 
 
 @dataclass
@@ -338,7 +389,7 @@ def evaluate_checkpoint(
         loaded: ``path`` already loaded by :func:`~robustrain.artifacts.load_model` (e.g. to pick the
             dataset first); it is moved to ``device`` instead of reading the file again.
         **kwargs: the remaining arguments of :func:`evaluate_robustness` (``eps``, ``norm``,
-            ``batch_size``, ``seed``, ``progress``, ``aa_state``, ``shard`` ...).
+            ``batch_size``, ``seed``, ``progress``, ``aa_state``, ``shard``, ``per_image`` ...).
 
     Raises:
         CheckpointError: a missing, corrupt or foreign file.

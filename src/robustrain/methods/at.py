@@ -220,6 +220,13 @@ class MARTParams(_BetaATParams):
     Defaults: official YisenWang/MART (``mart.py``, ``train_wideresnet.py``: β = 6, PGD-10
     on CE from x + 0.001 · N(0, 1) in eval mode), with the UIAT paper's ε = 8/255,
     α = 2/255 (official script: 0.031 / 0.007).
+
+    β depends on the architecture in the official code: ``train_wideresnet.py`` L41
+    ``parser.add_argument('--beta', default=6.0, ...)`` (WideResNet, this default) but
+    ``train_resnet.py`` L41 ``parser.add_argument('--beta', default=5.0, ...)`` (ResNet-18).
+    The ResNet-18 presets therefore set ``beta: 5.0`` (``configs/cifar10/mart_resnet18.yaml``,
+    ``configs/table1/mart-cifar100.yaml``, ``configs/table1/mart-svhn.yaml``; issue 13); a
+    WideResNet run keeps 6.0.
     """
 
 

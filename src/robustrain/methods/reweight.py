@@ -17,6 +17,7 @@ weights, counts and metrics stay tensors on the device.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -133,10 +134,13 @@ class GAIRATParams(PGDAdversaryParams):
     Fields:
         gair_lambda: λ of the tanh weight (-1; named so as not to clash with the UIAT
             plug-in's ``lam`` in ``gairat+uiat``).
-        burn_in: fraction of ``ctx.epochs`` trained as plain PGD-AT (uniform weights)
-            before reweighting starts (0.5). Reweighting is on for 0-based epochs
-            ``e >= burn_in · epochs`` (epochs 60..119 of 120; the official
-            ``(epoch + 1) >= begin_epoch`` starts one epoch earlier, at 59).
+        burn_in: the official ``--begin_epoch`` as a fraction of ``ctx.epochs`` (0.5), so that
+            it scales with the run: ``begin_epoch = floor(burn_in · epochs)`` and reweighting
+            is on for 0-based epochs ``e`` with ``(e + 1) >= begin_epoch``, the official rule
+            (``GAIRAT.py`` L141 ``if (epoch + 1) >= args.begin_epoch:``, ``--begin_epoch 60``
+            of ``--epochs 120``, L36 / L13): for 120 epochs on from 0-based epoch 59, for
+            100 from 49, for 4 from 1 (:meth:`GAIRAT.begin_epoch`). Before it: plain PGD-AT
+            (uniform weights). ``burn_in = 0``: reweighted from the first epoch.
         eps, alpha, steps, start, bn_mode: the PGD training adversary (8/255, 2/255, 10,
             uniform, eval; :class:`PGDAdversaryParams`).
     """
@@ -161,14 +165,23 @@ class GAIRAT(Method):
 
     x̂ = PGD-K(x) on CE with κ_i counted along the way (:func:`geometry_pgd`);
     ``loss = mean_i w_i · CE(f(x̂_i), y_i)`` with w = :func:`gair_weights` (κ, K, λ) once
-    ``epoch >= burn_in · epochs``, w = 1 (plain PGD-AT) before; logits = f(x̂).
+    ``epoch + 1 >= begin_epoch`` (the official rule, :attr:`begin_epoch`), w = 1 (plain
+    PGD-AT) before; logits = f(x̂).
     """
 
     Params = GAIRATParams
 
+    @property
+    def begin_epoch(self) -> int:
+        """The official ``--begin_epoch`` of this run: ``floor(burn_in · epochs)`` (1-based, as
+        the official argument; 60 for 120 epochs, 50 for 100, 2 for 4)."""
+        # the small tolerance keeps e.g. 0.7 * 10 = 6.999... at 7
+        return math.floor(self.params.burn_in * self.ctx.epochs + 1e-9)
+
     def reweighting(self) -> bool:
-        """Whether the current epoch is past the burn-in (a Python bool: no host sync)."""
-        return self.epoch >= self.params.burn_in * self.ctx.epochs
+        """Whether the current (0-based) epoch reweights: ``(epoch + 1) >= begin_epoch``, the
+        official ``GAIRAT.py`` L141 rule (a Python bool: no host sync)."""
+        return self.epoch + 1 >= self.begin_epoch
 
     def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
         p = self.params

@@ -2,10 +2,23 @@
 
 Every method here trains on ``loss = CE(f(x'), y)`` with x' from ONE gradient step
 (GradAlign adds its gradient-alignment regulariser) and returns ``LossOutput(loss, f(x'),
-metrics)``. The adversary's forwards run in the explicit ``bn_mode`` (default ``eval``, the
-library's convention, restored afterwards); the training forward f(x') runs in whatever mode
-the trainer left the model. NOTE: the official FGSM / RS-FGSM / N-FGSM / GradAlign scripts
-run their attack with the model in train mode; ``bn_mode="train"`` reproduces that.
+metrics)``. The adversary's forwards run in the explicit ``bn_mode`` (restored afterwards); the
+training forward f(x') runs in whatever mode the trainer left the model (train).
+
+``bn_mode`` defaults to ``train`` here (issue 13): the official single-step scripts generate
+their adversary with the model in train mode (BatchNorm on batch statistics, running
+statistics updated by the attack forward too), never switching to eval inside the loop:
+
+* locuslab/fast_adversarial ``CIFAR10/train_fgsm.py`` (FGSM / RS-FGSM): ``model.train()`` once
+  (L73), then the attack forward ``output = model(X + delta[:X.size(0)])`` (L112) in the loop;
+* tml-epfl/understanding-fast-adv-training ``train.py`` (FGSM, GradAlign): ``model.train()``
+  (L91), the FGSM forward ``output = model(X_adv)`` and GradAlign's ``get_input_grad`` in the
+  loop; ``utils.model_eval`` only around the periodic evaluation, ``utils.model_train`` after;
+* pdejorge/N-FGSM ``train.py``: ``model.train()`` (L172), the noisy-point forward
+  ``output = model(X + eta)`` in the loop (``model.train()`` again after validation).
+
+``bn_mode="eval"`` (the library's convention for multi-step methods) stays available, and
+``train_frozen_stats`` too (:mod:`robustrain.attacks.bn`).
 
 Formulas (Linf, pixels in [0, 1], Π_S = projection onto S, B = B(x, eps)):
     fgsm:       x' = Π_{B ∩ [0,1]}(x + eps · sign(∇_x CE(f(x), y)))
@@ -117,11 +130,13 @@ def n_fgsm(
     eps: float,
     alpha: float,
     k: float = 2.0,
-    bn_mode: str = "eval",
+    bn_mode: str = "train",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """N-FGSM adversary (de Jorge et al. 2022): noise U(-k eps, k eps), one sign step of
-    alpha from the (box-clamped) noisy point, no projection onto the eps ball. Detached."""
+    alpha from the (box-clamped) noisy point, no projection onto the eps ball. Detached.
+
+    ``bn_mode`` defaults to ``train``, as the official ``train.py`` (``model.train()``, L172)."""
     x = x.detach()
     eta = n_fgsm_noise(x, eps, k, generator)
     x0 = (x + eta).clamp(0.0, 1.0)
@@ -187,11 +202,14 @@ class FGSMATParams:
 
     Defaults: eps = 8/255 (UIAT paper, Table 5); step = eps from x (zero init), as
     Goodfellow et al. 2015 and the ``--attack=fgsm --attack_init=zero`` runs of the official
-    GradAlign code (``fgsm_alpha = 1``); ``bn_mode`` = the library's ``eval``.
+    GradAlign code (``fgsm_alpha = 1``); ``bn_mode = "train"`` as the official FGSM scripts
+    (tml-epfl/understanding-fast-adv-training ``train.py`` L91 ``model.train()``, the FGSM
+    forward ``model(X_adv)`` in train mode; locuslab/fast_adversarial ``CIFAR10/train_fgsm.py``
+    L73 / L112). ``eval`` stays an option.
     """
 
     eps: float = 8 / 255
-    bn_mode: str = "eval"
+    bn_mode: str = "train"
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -221,12 +239,14 @@ class RSFGSMParams:
     Defaults: official locuslab/fast_adversarial (CIFAR-10 ``train_fgsm.py``: ``--epsilon 8``,
     ``--alpha 10`` i.e. alpha = 1.25 eps = 10/255, ``--delta-init random`` i.e. U(-eps, eps),
     the step clamped to [-eps, eps] and to the pixel box). ``alpha`` is absolute: set it to
-    1.25·eps when changing eps.
+    1.25·eps when changing eps. ``bn_mode = "train"``: ``train_fgsm.py`` sets ``model.train()``
+    once (L73) and runs the attack forward ``model(X + delta[:X.size(0)])`` (L112) in train mode;
+    ``eval`` stays an option.
     """
 
     eps: float = 8 / 255
     alpha: float = 10 / 255
-    bn_mode: str = "eval"
+    bn_mode: str = "train"
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -259,13 +279,15 @@ class NFGSMParams:
 
     Defaults: official pdejorge/N-FGSM ``train.py`` (``--epsilon 8``, ``--alpha 8`` i.e.
     alpha = eps, ``--unif 2.0`` i.e. k = 2: η ~ U(-2 eps, 2 eps), ``--clip -1``: no
-    projection onto the eps ball, only the pixel box). ``alpha`` is absolute.
+    projection onto the eps ball, only the pixel box). ``alpha`` is absolute. ``bn_mode =
+    "train"``: ``train.py`` sets ``model.train()`` (L172) and runs the noisy-point forward
+    ``model(X + eta)`` in train mode; ``eval`` stays an option.
     """
 
     eps: float = 8 / 255
     alpha: float = 8 / 255
     k: float = 2.0
-    bn_mode: str = "eval"
+    bn_mode: str = "train"
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -300,11 +322,14 @@ class GradAlignParams:
     ``sh/exps_diff_eps_cifar10.sh``: ``--attack=fgsm --attack_init=zero`` (step eps) and
     ``--grad_align_cos_lambda=0.2`` at eps = 8/255; other eps: :data:`GRAD_ALIGN_LAMBDA_CIFAR10`).
     ``cos_lambda`` is not called ``lam`` because ``<base>+uiat`` adds its own ``lam``.
+    ``bn_mode = "train"``: the official ``train.py`` sets ``model.train()`` (L91) and takes both
+    gradients (the FGSM one and ``get_input_grad(..., backprop=True)``) in train mode; ``eval``
+    stays an option.
     """
 
     eps: float = 8 / 255
     cos_lambda: float = 0.2
-    bn_mode: str = "eval"
+    bn_mode: str = "train"
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -18,7 +18,9 @@
    ``last.pt``; then the evaluation of the table's columns on ``best.pt``
    (:mod:`~robustrain.reproduce.results`), cached per attack in ``reproduce-eval.json`` of the
    run folder, so an interrupted evaluation continues with the next attack (AutoAttack also
-   resumes by chunk). After every row, ``OUT/<table>/results.json`` and ``results.md`` are
+   resumes by chunk). Every column is measured on the same test images (the first ``eval_n``,
+   0 = all) and each cache entry keeps its per-image results, so the ``worst`` column (per
+   image, correct under every attack) is computed from the cache too. After every row, ``OUT/<table>/results.json`` and ``results.md`` are
    rewritten atomically.
 
 Example:
@@ -36,6 +38,7 @@ import hashlib
 import json
 import os
 import shlex
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +61,7 @@ __all__ = [
     "RowPlan",
     "Plan",
     "build_plan",
+    "describe_images",
     "format_plan",
     "format_tables",
     "config_fingerprint",
@@ -80,8 +84,12 @@ class ReproduceOptions:
         sets: ``key=value`` overrides applied last to every run; HAT's helpers (plain standard
             training) get all but the ``method.*`` ones.
         attacks: evaluate only these attacks (e.g. ``natural,pgd20``); None = the table's.
-        eval_n: test images for the non-AutoAttack columns (None: the scale's; 0 = all).
-        aa_n: test images for AutoAttack (None: the scale's; 0 = all).
+        eval_n: test images for every accuracy column, AutoAttack included (the first
+            ``eval_n`` of the test split; None: the scale's; 0 = all): one image set per table.
+        aa_n: deprecated alias of ``eval_n`` (it used to size the AutoAttack column alone). Given
+            alone it is used as ``eval_n`` with a ``FutureWarning``; given with a different
+            ``eval_n`` it is an error (two sizes would put the columns on different images).
+            Always None after construction.
         eval_batch_size: evaluation batch size (None: each run's ``data.eval_batch_size``).
         data_root: folder of the dataset files for full-scale runs (``data.root``).
         extra_data: dataset -> generated-data file (Table 4); default from ``$ROBUSTRAIN_EXTRA_DATA``.
@@ -110,6 +118,16 @@ class ReproduceOptions:
         for name, v in (("--eval-n", self.eval_n), ("--aa-n", self.aa_n)):
             if v is not None and v < 0:
                 raise ReproduceError(f"{name} must be >= 0 (0 = the whole test split), got {v}")
+        if self.aa_n is not None:
+            if self.eval_n is not None and self.eval_n != self.aa_n:
+                raise ReproduceError(
+                    f"--aa-n {self.aa_n} with --eval-n {self.eval_n}: every column of a table is now evaluated on "
+                    "the same images, so there is one size; drop the deprecated --aa-n and keep --eval-n")
+            warnings.warn(f"aa_n / --aa-n is deprecated: every column is evaluated on the same images; "
+                          f"using eval_n={self.aa_n} for all of them (pass --eval-n instead)", FutureWarning,
+                          stacklevel=3)
+            object.__setattr__(self, "eval_n", self.aa_n)
+            object.__setattr__(self, "aa_n", None)
         if self.eval_batch_size is not None and self.eval_batch_size < 1:
             raise ReproduceError(f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
 
@@ -230,8 +248,11 @@ class Plan:
     out: Path
     rows: list[RowPlan]
     eval_n: int
-    aa_n: int
     attacks: tuple[str, ...]
+
+    def image_set(self, n_split: int | None = None) -> str:
+        """The test images every accuracy column is measured on, in words (:func:`describe_images`)."""
+        return describe_images(self.eval_n, n_split)
 
     @property
     def table_dir(self) -> Path:
@@ -254,6 +275,19 @@ class Plan:
                 for spec in rp.runs:
                     add(spec)
         return out
+
+
+def describe_images(eval_n: int, n_split: int | None = None) -> str:
+    """The test images of a table (the first ``eval_n``, 0 = all; ``n_split``: the split's
+    size when known), in words.
+
+    Example:
+        >>> describe_images(256, 1017), describe_images(0, 1017), describe_images(0)
+        ('the first 256 of the 1017 test images', 'all 1017 test images', 'all test images')
+    """
+    if eval_n and (n_split is None or eval_n < n_split):
+        return f"the first {eval_n}" + (f" of the {n_split}" if n_split else "") + " test images"
+    return "all " + (f"{n_split} " if n_split else "") + "test images"
 
 
 def _select(table: Table, only: tuple[str, ...]) -> list[Row]:
@@ -398,8 +432,7 @@ def build_plan(table: str, options: ReproduceOptions | None = None) -> Plan:
             runs.append(spec)
         rows.append(RowPlan(row, runs, note=note))
     eval_n = scale.eval_n if options.eval_n is None else options.eval_n
-    aa_n = scale.aa_n if options.aa_n is None else options.aa_n
-    return Plan(spec_table, scale, options, out, rows, eval_n, aa_n, tuple(attack_cols))
+    return Plan(spec_table, scale, options, out, rows, eval_n, tuple(attack_cols))
 
 
 
@@ -415,8 +448,8 @@ def format_plan(plan: Plan) -> str:
                      "data.batch_size=128 model=small_cnn (row's activation kept) train.epochs=min(E,4) eval.n=256")
     lines.append("  harness overrides: seed=K eval.final_attacks=natural out_dir=OUT/<table>/<row> name=seedK "
                  "(+ method.helper=... for HAT, data.extra.* for Table 4, then --set)")
-    lines.append(f"  evaluation: {', '.join(plan.attacks) or '(no attack columns)'}; "
-                 f"n={plan.eval_n or 'all'}, AutoAttack n={plan.aa_n or 'all'}")
+    lines.append(f"  evaluation: {', '.join(plan.attacks) or '(no attack columns)'} on {plan.image_set()} "
+                 "(every column on the same images)")
     counts = {"new": 0, "started": 0, "partial": 0, "done": 0}
     shared = 0
     seen: set[Path] = set()

@@ -16,10 +16,11 @@ package, in a few CPU minutes per run, through one documented override set
 ``eval.n``             256 held-out images per epoch (choice of ``best.pt``)
 =====================  ===========================================================
 
-and evaluation on all 1,017 test images, AutoAttack on the first 256 (AutoAttack costs a few
-minutes per 256 images of a mini model on 2 CPU cores, about as long as its training). A mini number is
-a smoke-scale analogue: the difference to the paper's number is shown, not hidden, and is
-not a reproduction error.
+and evaluation of every column on the same images: all 1,017 test images (AutoAttack included; it
+costs a few minutes per 256 images of a mini model on 2 CPU cores, so about four times a mini
+run's training; ``--eval-n 256`` puts every column on the first 256 instead, named in the
+table). A mini number is a smoke-scale analogue: the difference to the paper's number is shown,
+not hidden, and is not a reproduction error.
 
 Example:
     >>> from robustrain.config import load_config
@@ -53,8 +54,9 @@ class Scale:
     Attributes:
         name: ``full`` | ``mini``.
         help: one line for ``--list`` / ``--dry-run``.
-        eval_n: test images for natural / PGD-20 / CW∞ (0 = the whole test split).
-        aa_n: test images for AutoAttack (0 = the whole test split).
+        eval_n: test images for every accuracy column, AutoAttack included: the first
+            ``eval_n`` of the test split (0 = the whole split). One number, so all columns of a
+            table are measured on the same images.
         needs_gpu: training runs need a CUDA device (checked before anything runs).
         mini: apply the mini override set.
     """
@@ -62,7 +64,6 @@ class Scale:
     name: str
     help: str
     eval_n: int
-    aa_n: int
     needs_gpu: bool
     mini: bool
 
@@ -85,8 +86,8 @@ class Scale:
 
 SCALES: Registry[Scale] = Registry("scale")
 SCALES.add("full", Scale("full", "the paper's setting as written in each row's config (GPU, dataset files)",
-                         eval_n=0, aa_n=0, needs_gpu=True, mini=False),
+                         eval_n=0, needs_gpu=True, mini=False),
            help="the paper's setting: each row's config as written (needs the dataset files and a GPU)")
 SCALES.add("mini", Scale("mini", "small_cnn on cifar10-mini (real CIFAR-10 subset), <= 4 epochs, batch 128",
-                         eval_n=0, aa_n=256, needs_gpu=False, mini=True),
+                         eval_n=0, needs_gpu=False, mini=True),
            help="the same protocol with small_cnn on cifar10-mini, <= 4 epochs (2 CPU cores)")

@@ -2,9 +2,13 @@
 
 Pure functions on plain dicts, so a table can be re-rendered from its ``results.json``:
 
-* :func:`mean_std` / :func:`cell` aggregate one column of one row over seeds;
+* :func:`mean_std` / :func:`cell` aggregate one column of one row over seeds (the statistics
+  themselves live in :mod:`robustrain.reproduce.stats`);
+* :func:`paired_cell` is a row's paired difference to its baseline row over the same seeds,
+  with a 95% t-interval;
 * :func:`ratio_cell` divides a row's column by a reference row's (Table 2's "× natural");
-* :func:`render_markdown` turns a results dict into the markdown table;
+* :func:`render_markdown` turns a results dict into the markdown table (and the table of
+  paired differences, when the rows have a baseline);
 * :func:`write_atomic` writes a file so that a reader never sees half of it.
 
 Accuracies are stored in percent (as the paper prints them), times in the column's unit.
@@ -19,39 +23,15 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
 
+from robustrain.reproduce.stats import mean_std, paired_difference
 from robustrain.utils.fileio import write_atomic
 
-__all__ = ["mean_std", "cell", "ratio_cell", "format_mean_std", "format_diff", "format_value",
-           "render_markdown", "write_atomic"]
+__all__ = ["mean_std", "cell", "paired_cell", "ratio_cell", "format_mean_std", "format_diff", "format_paired",
+           "format_value", "render_markdown", "write_atomic"]
 
 DASH = "—"
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (n - 1 in the denominator) of ``values``.
-
-    The std is None for a single value (one seed says nothing about the spread).
-
-    Raises:
-        ValueError: ``values`` is empty.
-
-    Example:
-        >>> mean_std([1.0, 3.0])
-        (2.0, 1.4142135623730951)
-        >>> mean_std([5.0])
-        (5.0, None)
-    """
-    n = len(values)
-    if n == 0:
-        raise ValueError("mean_std needs at least one value")
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, None
-    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var)
 
 
 def cell(values: Sequence[float], paper: float | None = None) -> dict[str, Any]:
@@ -65,6 +45,32 @@ def cell(values: Sequence[float], paper: float | None = None) -> dict[str, Any]:
     mean, std = mean_std(values) if values else (None, None)
     diff = mean - paper if mean is not None and paper is not None else None
     return {"values": values, "n": len(values), "mean": mean, "std": std, "paper": paper, "diff": diff}
+
+
+def paired_cell(values: Sequence[float], baseline_values: Sequence[float], *, baseline: str | None = None,
+                seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """A row's paired difference to its baseline row: ``values[i] - baseline_values[i]`` on the
+    same seed ``seeds[i]`` (:func:`robustrain.reproduce.stats.paired_difference`).
+
+    Returns:
+        ``{"baseline", "seeds", "n", "mean", "half_width", "low", "high"}``: the 95% interval is
+        ``[low, high] = mean ± half_width``; ``half_width``/``low``/``high`` are None for n = 1
+        and everything but ``n`` is None for n = 0.
+
+    Example:
+        >>> p = paired_cell([52.0, 55.0, 54.0], [50.0, 51.0, 51.0], baseline="sat", seeds=[0, 1, 2])
+        >>> p["mean"], round(p["half_width"], 4), round(p["low"], 4), p["n"]
+        (3.0, 2.4841, 0.5159, 3)
+    """
+    seeds = list(seeds) if seeds is not None else list(range(len(values)))
+    out: dict[str, Any] = {"baseline": baseline, "seeds": seeds, "n": len(values), "mean": None,
+                           "half_width": None, "low": None, "high": None}
+    if values:
+        mean, half, n = paired_difference(values, baseline_values)
+        out.update(mean=mean, half_width=half, n=n)
+        if half is not None:
+            out.update(low=mean - half, high=mean + half)
+    return out
 
 
 def ratio_cell(num: Mapping[str, Any], den: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,6 +117,21 @@ def format_diff(diff: float | None, unit: str = "%") -> str:
     return f"{diff:+.{_DIGITS.get(unit, 2)}f}"
 
 
+def format_paired(p: Mapping[str, Any] | None, unit: str = "%") -> str:
+    """A paired difference as the table prints it: ``+3.00 ± 2.48`` (mean ± 95% half-width),
+    ``+2.00 (n=1: no interval)``, or ``—`` when there is no pair yet.
+
+    Example:
+        >>> format_paired(paired_cell([52.0], [50.0])), format_paired(None)
+        ('+2.00 (n=1: no interval)', '—')
+    """
+    if not p or p.get("mean") is None:
+        return DASH
+    if p.get("half_width") is None:
+        return f"{format_diff(p['mean'], unit)} (n={p.get('n', 1)}: no interval)"
+    return f"{format_diff(p['mean'], unit)} ± {format_value(p['half_width'], unit)}"
+
+
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -120,7 +141,9 @@ def render_markdown(result: Mapping[str, Any]) -> str:
 
     Every column gets three cells: ours (mean ± sample std over the finished seeds), the
     paper's number and the difference; then the number of seeds and a note (status, scale
-    substitutions, skip reasons).
+    substitutions, skip reasons). When rows have a baseline (``row["baseline"]``), a second
+    table follows: per accuracy column, the paired difference to the baseline row over the
+    same seeds, mean ± the half-width of its 95% t-interval (:func:`format_paired`).
 
     Example:
         >>> res = {"table": "t", "title": "T", "scale": "mini", "notes": [], "protocol": [],
@@ -153,4 +176,29 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                       format_diff(v.get("diff"), unit)]
         cells += [str(row.get("seeds", 0)), _escape(row.get("note", ""))]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _paired_table(result)
     return "\n".join(lines) + "\n"
+
+
+def _paired_table(result: Mapping[str, Any]) -> list[str]:
+    """The markdown of the paired differences to each row's baseline (none without baselines)."""
+    rows = [r for r in result["rows"] if r.get("baseline")]
+    if not rows:
+        return []
+    keys = {k for r in rows for k in r.get("paired", {})}
+    cols = [c for c in result["columns"] if c["key"] in keys]
+    if not cols:
+        cols = [c for c in result["columns"] if c.get("unit", "%") == "%"]
+    labels = {r.get("id"): r["label"] for r in result["rows"]}
+    lines = ["", "Paired difference to the baseline row over the same seeds (row - baseline, points): "
+             "mean ± half-width of the 95% t-interval; n=1: no interval.", ""]
+    lines.append("| row | baseline | " + " | ".join(c["label"] for c in cols) + " | pairs |")
+    lines.append("|---|---|" + "---:|" * len(cols) + "---:|")
+    for r in rows:
+        paired = r.get("paired", {})
+        n = max((p.get("n", 0) for p in paired.values()), default=0)
+        cells = [_escape(r["label"]), _escape(labels.get(r["baseline"], r["baseline"]))]
+        cells += [format_paired(paired.get(c["key"]), c.get("unit", "%")) for c in cols]
+        cells.append(str(n))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

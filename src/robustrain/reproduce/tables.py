@@ -10,13 +10,19 @@ A :class:`Row` names one YAML file under ``configs/`` holding the row's paper-sc
 rather than copy it), the method / dataset / model / radius the row claims (a test checks
 the file agrees), the paper's numbers for each column (from ``paper_tables.json``) and what
 the row needs besides its config: a standard-trained helper for HAT, generated data for
-Table 4, a reference row for Table 2's "× natural" ratio.
+Table 4, a reference row for Table 2's "× natural" ratio, and the baseline row (PGD-AT / SAT)
+a method row's paired difference is taken against (Table 1, the LRAT table).
+
+Every accuracy column of a table is measured on the same test images. Tables with two or more
+attacks besides ``natural`` (Table 1, Table 6, LRAT) also get the ``worst`` column: per image,
+correct on the clean image and under every evaluated attack (an image counts as robust only
+when every attack failed on it), so it is at most every other accuracy column.
 
 Example:
     >>> from robustrain.reproduce.tables import TABLES
     >>> t = TABLES.get("table6")
     >>> [c.key for c in t.columns], t.row("row5").config, t.row("row5").paper["aa"]
-    (['natural', 'pgd20', 'aa'], 'cifar10/uiat_ablation_row5_resnet18.yaml', 49.11)
+    (['natural', 'pgd20', 'aa', 'worst'], 'cifar10/uiat_ablation_row5_resnet18.yaml', 49.11)
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Mapping
 from robustrain.utils.registry import Registry
 from robustrain.reproduce.paper import load_paper_tables, paper_row
 
-__all__ = ["Column", "Row", "Table", "TABLES", "ATTACK_COLUMNS"]
+__all__ = ["Column", "Row", "Table", "TABLES", "ATTACK_COLUMNS", "WORST"]
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,9 @@ class Column:
         key: the field name in ``paper_tables.json`` (``natural``, ``pgd20``, ``cw``, ``aa``,
             ``min_per_epoch`` ...).
         label: header text.
-        source: an evaluation attack (``natural``, ``pgd20``, ``cw30``, ``aa``), ``epoch_time``
-            (mean training time per epoch, from metrics.jsonl) or ``ratio``.
+        source: an evaluation attack (``natural``, ``pgd20``, ``cw30``, ``aa``), ``worst`` (the
+            per-image worst case over the table's evaluated attacks), ``epoch_time`` (mean
+            training time per epoch, from metrics.jsonl) or ``ratio``.
         unit: ``%`` (accuracy x 100), ``min`` / ``s`` (time per epoch) or ``x`` (ratio).
         ratio_of: for ``source="ratio"``: the column divided by the reference row's value.
     """
@@ -53,7 +60,13 @@ class Column:
 
     @property
     def is_attack(self) -> bool:
-        return self.source not in ("epoch_time", "ratio")
+        """An evaluation attack of its own (not ``worst``, a time or a ratio)."""
+        return self.source not in ("epoch_time", "ratio", "worst")
+
+    @property
+    def is_accuracy(self) -> bool:
+        """An accuracy measured on the test images: an attack or the worst case."""
+        return self.is_attack or self.source == "worst"
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class Row:
         helper: config (relative to ``configs/``) of the standard-trained helper (HAT).
         extra_ratio: original-to-generated ratio; the row needs generated data (Table 4).
         ref: row whose values ratio columns divide by (Table 2: natural training).
+        baseline: row this row's paired difference (same seeds, 95% t-interval) is taken
+            against: the table's PGD-AT / SAT row of the same dataset; None for that row itself
+            and for tables without one.
         note: remark printed in the table's note column.
     """
 
@@ -84,6 +100,7 @@ class Row:
     helper: str | None = None
     extra_ratio: float | None = None
     ref: str | None = None
+    baseline: str | None = None
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -113,6 +130,8 @@ NATURAL = Column("natural", "natural", "natural")
 PGD20 = Column("pgd20", "PGD-20", "pgd20")
 CW = Column("cw", "CW∞", "cw30")
 AA = Column("aa", "AA", "aa")
+#: per image: correct under every evaluated attack (no published number: the papers do not report it)
+WORST = Column("worst", "worst", "worst")
 #: the accuracy columns, by paper key
 ATTACK_COLUMNS = {c.key: c for c in (NATURAL, PGD20, CW, AA)}
 
@@ -126,7 +145,7 @@ def _paper(table: str, columns: tuple[Column, ...], **match) -> dict[str, float]
 
 
 def _table1() -> Table:
-    cols = (NATURAL, PGD20, CW, AA)
+    cols = (NATURAL, PGD20, CW, AA, WORST)
     presets = {"sat": "cifar10/pgd_at_resnet18.yaml", "trades": "cifar10/trades_resnet18.yaml",
                "mart": "cifar10/mart_resnet18.yaml", "hat": "cifar10/hat_resnet18.yaml",
                "uiat": "cifar10/uiat_resnet18.yaml",
@@ -141,7 +160,8 @@ def _table1() -> Table:
             config = presets[rid] if ds == "cifar10" else f"table1/{rid}-{ds}.yaml"
             rows.append(Row(f"{rid}-{ds}", f"{label} ({_DATASET_LABEL[ds]})", config, method, ds, "resnet18",
                             _paper("table1", cols, method=label, dataset=ds),
-                            helper=helpers[ds] if method == "hat" else None))
+                            helper=helpers[ds] if method == "hat" else None,
+                            baseline=None if rid == "sat" else f"sat-{ds}"))
     return Table("table1", "UIAT paper Table 1: ResNet-18 on CIFAR-10 / CIFAR-100 / SVHN, Linf eps 8/255, "
                  "accuracy (%)", cols, tuple(rows),
                  "CIFAR-10/100: 100 epochs; SVHN: 30 epochs, PGD step 1/255, UIAT lam 3.0. HAT: " + _HELPER + ".")
@@ -223,7 +243,7 @@ def _table5() -> Table:
 
 
 def _table6() -> Table:
-    cols = (NATURAL, PGD20, AA)
+    cols = (NATURAL, PGD20, AA, WORST)
     combos = [(1, False, False, False, "IAT (none)"), (2, True, False, False, "UAG"),
               (3, True, True, False, "UAG + FR"), (4, True, False, True, "UAG + IAM"),
               (5, True, True, True, "UAG + FR + IAM (= UIAT)")]
@@ -237,11 +257,13 @@ def _table6() -> Table:
 
 
 def _lrat() -> Table:
-    cols = (NATURAL, PGD20, CW, AA)
+    cols = (NATURAL, PGD20, CW, AA, WORST)
     rows = (
         Row("pgd_at", "PGD-AT", "cifar10/pgd_at_resnet18.yaml", "pgd_at", "cifar10", "resnet18"),
-        Row("gairat", "GAIRAT (global reweighting)", "lrat/gairat-resnet18.yaml", "gairat", "cifar10", "resnet18"),
-        Row("lrat", "LRAT (local reweighting)", "lrat/lrat-resnet18.yaml", "lrat", "cifar10", "resnet18"),
+        Row("gairat", "GAIRAT (global reweighting)", "lrat/gairat-resnet18.yaml", "gairat", "cifar10", "resnet18",
+            baseline="pgd_at"),
+        Row("lrat", "LRAT (local reweighting)", "lrat/lrat-resnet18.yaml", "lrat", "cifar10", "resnet18",
+            baseline="pgd_at"),
     )
     return Table("lrat", "LRAT cross-attack study: PGD-AT vs GAIRAT vs LRAT on ResNet-18 / CIFAR-10, accuracy (%) "
                  "under attacks seen and unseen in training", cols, rows,

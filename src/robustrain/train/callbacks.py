@@ -60,7 +60,8 @@ class OverfitGuard(Callback):
 
     When it falls below ``(1 - drop)`` times the best seen so far the epoch is flagged
     (``record["catastrophic_overfitting"] = True``), a warning is printed and, with ``stop``,
-    training ends (``best.pt`` keeps the best model). The batch is ``run.guard_x``; the model
+    training ends (``best.pt`` keeps the best model). The batch is ``run.guard_x`` (images of the
+    training part, not of the validation split); the model
     evaluated is the raw model (not the EMA), in fp32 and eval mode.
 
     Args:
@@ -126,7 +127,8 @@ class OverfitGuard(Callback):
 
 
 class BestCheckpoint(Callback):
-    """Select ``best.pt``: natural and ``monitor`` accuracy on the held-out subset every ``every``
+    """Select ``best.pt``: natural and ``monitor`` accuracy on the validation images
+    (``run.eval_x``: held out of the TRAINING split, never test images; issue 13) every ``every``
     epochs and at the last (or stopping) epoch; the best ``monitor`` accuracy wins, ties going to
     the later epoch (further along the schedule).
 

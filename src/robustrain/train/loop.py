@@ -5,8 +5,10 @@ builds the run (:func:`~robustrain.build.build_run`), restores a checkpoint when
 :func:`train_one_epoch` and the end-of-epoch callbacks (the overfitting guard and the
 best-checkpoint selection, :mod:`robustrain.train.callbacks`) for each epoch, saves
 ``last.pt`` / ``best.pt`` / ``metrics.jsonl`` through a :class:`~robustrain.train.logging.RunWriter`,
-and ends with the final table (``eval.final_attacks`` on the test split, using ``best.pt``'s
-weights) from :func:`~robustrain.eval.evaluate_checkpoint`, written to ``summary.json``.
+and ends with the final table (``eval.final_attacks`` on the test split for ``best.pt``, chosen
+on the validation split held out of the TRAINING data, and for ``last.pt``) from
+:func:`~robustrain.eval.evaluate_checkpoint`, written to ``summary.json`` with the selection
+protocol (issue 13: the test split never selects a checkpoint).
 
 Nothing in the loop depends on which method runs: a method is ``method(model, batch) ->
 LossOutput``. Per-step metrics stay on the device and are read once per ``train.log_every``
@@ -182,7 +184,8 @@ def _epoch_line(cfg: Config, record: dict[str, Any], improved: bool) -> str:
     train, ev = record["train"], record.get("eval")
     return (f"epoch {record['epoch']:>3}/{cfg.train.epochs}  loss {train['loss']:.4f}  "
             f"train-acc {100 * train['acc']:.2f}  "
-            + (f"nat {100 * ev['natural']:.2f}  {cfg.eval.attack} {100 * ev[cfg.eval.attack]:.2f}  " if ev else "")
+            + (f"val nat {100 * ev['natural']:.2f}  val {cfg.eval.attack} {100 * ev[cfg.eval.attack]:.2f}  "
+               if ev else "")
             + f"lr {record['lr']:.4f}  {record['epoch_time_s']:.1f}s" + ("  *best" if improved else ""))
 
 
@@ -332,7 +335,8 @@ def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str
                           + (f" with {', '.join(applied)}" if applied else ""))
         train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
         _say(verbose, f"run {rd.path}: {cfg.method.name} on {cfg.data.name} with {cfg.model.name}, "
-                      f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}")
+                      f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}; "
+                      f"best.pt: {selection_text(cfg, run.selection)}")
         stopped_early: int | None = None
         t_run = time.perf_counter()
         while state.epoch < cfg.train.epochs:
@@ -356,7 +360,7 @@ def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str
                 stopped_early = state.epoch
                 break
 
-        summary = _final_table(run, rd, best, verbose=verbose, progress=progress)
+        summary = _final_table(run, rd, best, last_epoch=state.epoch, verbose=verbose, progress=progress)
         summary["train_time_s"] = time.perf_counter() - t_run
         summary["stopped_early"] = stopped_early
         if state.resumes:
@@ -376,31 +380,85 @@ def _readable_records(rd: RunDir) -> list[dict[str, Any]]:
     return records
 
 
-def _final_table(run: Run, rd: RunDir, best: BestCheckpoint, *, verbose: bool, progress: bool) -> dict[str, Any]:
-    """``eval.final_attacks`` on the first ``eval.final_n`` test images, with ``best.pt``'s weights."""
+#: datasets that are subsets or stand-ins of the papers' datasets (a run on them is small-scale)
+SMALL_SCALE_DATA = ("cifar10-mini", "synthetic")
+
+#: models far smaller than the papers' (ResNet-18 / WideResNets)
+SMALL_SCALE_MODELS = ("small_cnn",)
+
+
+def selection_text(cfg: Config, selection: dict[str, Any]) -> str:
+    """How ``best.pt`` was chosen, in one line (``summary.json``'s ``selection`` and the tables).
+
+    Example:
+        >>> from robustrain.config import load_config
+        >>> cfg = load_config(None, [])
+        >>> selection_text(cfg, {"n_evaluated": 256, "n_held_out": 508, "seed": 13})
+        'best pgd20 on 256 of the 508 validation images held out of the cifar10-mini training split (split seed 13); never on test images'
+    """
+    return (f"best {cfg.eval.attack} on {selection['n_evaluated']} of the {selection['n_held_out']} validation images "
+            f"held out of the {cfg.data.name} training split (split seed {selection['seed']}); never on test images")
+
+
+def scale_note(cfg: Config) -> str | None:
+    """The warning printed under a small-scale run's table (None for a paper-scale setting)."""
+    if cfg.data.name not in SMALL_SCALE_DATA and cfg.model.name not in SMALL_SCALE_MODELS:
+        return None
+    return (f"small-scale run ({cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs): a smoke-scale "
+            "number for comparing settings of this library, not a paper number")
+
+
+def _final_table(run: Run, rd: RunDir, best: BestCheckpoint, *, last_epoch: int, verbose: bool,
+                 progress: bool) -> dict[str, Any]:
+    """``eval.final_attacks`` on the first ``eval.final_n`` test images, for ``best.pt`` (selected
+    on the validation split held out of the training data) and for ``last.pt``.
+
+    ``summary["final"]`` is ``best.pt``'s table (as before), ``summary["final_last"]`` the last
+    epoch's; when the best epoch is the last, ``last.pt`` holds the same weights and is not
+    evaluated twice. ``selection`` says which images chose ``best.pt`` (``selection_split``: the
+    same as numbers).
+    """
     cfg = run.cfg
     path = rd.best_or_last()
     n = cfg.eval.final_n or int(run.test_x.shape[0])
-    rec = evaluate_checkpoint(path, run.test_x[:n], run.test_y[:n], list(cfg.eval.final_attacks),
-                              device=run.device, batch_size=cfg.data.eval_batch_size, seed=cfg.seed,
-                              progress=progress, shard=True, warn_flags=True)
-    acc = rec.accuracy
+    x, y, attacks = run.test_x[:n], run.test_y[:n], list(cfg.eval.final_attacks)
+    options = dict(device=run.device, batch_size=cfg.data.eval_batch_size, seed=cfg.seed, progress=progress,
+                   shard=True)
+    rec = evaluate_checkpoint(path, x, y, attacks, warn_flags=True, **options)
+    if path == rd.last or int(rec.loaded.epoch) == last_epoch:
+        rec_last = rec  # best.pt is the last epoch's checkpoint: the same weights
+    else:
+        rec_last = evaluate_checkpoint(rd.last, x, y, attacks, warn_flags=True, **options)
+    acc, acc_last = rec.accuracy, rec_last.accuracy
+    selection = {**run.selection, "best_epoch": best.best_epoch}
+    note = scale_note(cfg)
     summary = {
         "run_dir": str(rd.path),
         "checkpoint": path.name,
         "checkpoint_epoch": int(rec.loaded.epoch),
         "weights": rec.loaded.weights,
-        "selection": f"best {cfg.eval.attack} on the first {run.eval_x.shape[0]} test images",
+        "selection": selection_text(cfg, run.selection),
+        "selection_split": selection,
         "best_epoch": best.best_epoch,
         "best_subset_robust_acc": best.best,
         "n_test": n,
         "protocol": PROTOCOL,
         "final": acc,
+        "final_last": acc_last,
+        "last_epoch": int(rec_last.loaded.epoch),
+        "small_scale": note is not None,
         "config": config_to_dict(cfg),
     }
+    if note is not None:
+        summary["scale_note"] = note
     if verbose:
-        print(f"\nfinal evaluation of {path} (epoch {rec.loaded.epoch}, {summary['weights']} weights) "
-              f"on {n} {cfg.data.name} test images:")
-        print(format_table({f"{cfg.method.name} / {cfg.model.name}": acc}, list(acc)))
+        name = f"{cfg.method.name} / {cfg.model.name}"
+        print(f"\nfinal evaluation on {n} {cfg.data.name} test images ({summary['weights']} weights) of "
+              f"best.pt (selected on validation images) and last.pt:")
+        print(format_table({f"{name}, best.pt (epoch {rec.loaded.epoch})": acc,
+                            f"{name}, last.pt (epoch {rec_last.loaded.epoch})": acc_last}, list(acc)))
+        print(f"selection: {summary['selection']}")
         print(f"protocol: {PROTOCOL}")
+        if note is not None:
+            print(f"note: {note}")
     return summary
