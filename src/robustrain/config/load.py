@@ -162,6 +162,8 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
+        if f.name == "awp" and not v.enabled:
+            continue  # off (the default): left out, so configs and fingerprints of runs without AWP are unchanged
         if isinstance(v, (MethodConfig, PluginConfig)):
             out[f.name] = {"name": v.name, **_method_params_dict(v)}
         elif isinstance(v, ComponentConfig):

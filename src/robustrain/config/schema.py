@@ -26,6 +26,9 @@ from robustrain.utils.checks import check_in_range, check_nonnegative, check_pos
 from robustrain.utils.runtime import check_device_name
 
 __all__ = [
+    "AWPConfig",
+    "AWP_SUFFIX",
+    "awp_defaults",
     "Config",
     "DataConfig",
     "ExtraDataConfig",
@@ -329,6 +332,49 @@ class GuardConfig:
                        low_open=True, high_open=True)
 
 
+#: the suffix that turns AWP on in a method name (``pgd_at+awp``): see :func:`awp_defaults`
+AWP_SUFFIX = "+awp"
+
+
+def awp_defaults(method_name: str) -> dict[str, Any]:
+    """The official scripts' ``--awp-gamma`` / ``--awp-warmup`` for a method (github.com/csdongxian/AWP:
+    0.005 / 10 in ``trades_AWP/train_trades_cifar.py``, 0.01 / 0 for PGD-AT).
+
+    Example:
+        >>> awp_defaults("trades+uiat"), awp_defaults("pgd_at")
+        ({'gamma': 0.005, 'warmup': 10}, {'gamma': 0.01, 'warmup': 0})
+    """
+    if method_name.split("+", 1)[0].startswith("trades"):
+        return {"gamma": 5e-3, "warmup": 10}
+    return {"gamma": 1e-2, "warmup": 0}
+
+
+@dataclass(frozen=True)
+class AWPConfig:
+    """Adversarial weight perturbation (Wu et al. 2020), a trainer-level hook for any method
+    (:mod:`robustrain.train.awp`). Off by default; a method name ending in ``+awp`` turns it on
+    with the official settings of its base method.
+
+    Attributes:
+        gamma: layer-wise relative size of the weight perturbation (0 = off; official 1e-2 for
+            PGD-AT, 5e-3 for TRADES).
+        warmup: the official ``--awp-warmup``: AWP is on from 1-based epoch ``warmup`` (0: from
+            the start; 10 for TRADES).
+    """
+
+    gamma: float = 0.0
+    warmup: int = 0
+
+    def __post_init__(self) -> None:
+        check_nonnegative("awp.gamma", self.gamma, "the relative weight perturbation, e.g. 0.01 (0 = off)")
+        if self.warmup < 0:
+            raise ValueError(f"awp.warmup must be >= 0, got {self.warmup}; e.g. awp.warmup=0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.gamma > 0
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole run. ``name`` defaults to ``{method}-{model}-{data}-s{seed}``.
@@ -350,6 +396,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    awp: AWPConfig = field(default_factory=AWPConfig)
 
     def __post_init__(self) -> None:
         if not 0 <= self.seed <= MAX_SEED:
@@ -362,7 +409,8 @@ class Config:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.method.name}-{self.model.name}-{self.data.name}-s{self.seed}"
+        method = self.method.name + ("+awp" if self.awp.enabled else "")
+        return self.name or f"{method}-{self.model.name}-{self.data.name}-s{self.seed}"
 
 
 def _at_least_one(key: str, value: int, hint: str) -> None:

@@ -24,6 +24,8 @@ from typing import Any, Mapping
 from robustrain.attacks import ATTACKS
 from robustrain.attacks.autoattack import parse_autoattack_name
 from robustrain.config.schema import (
+    AWP_SUFFIX,
+    awp_defaults,
     COMPONENT_SECTIONS,
     ComponentConfig,
     Config,
@@ -236,9 +238,28 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         raise ConfigError(one_line(str(e))) from None
 
 
+def _expand_awp_suffix(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``method: pgd_at+awp`` -> ``method: pgd_at`` and an ``awp`` section with the official
+    settings of the base method (:func:`~robustrain.config.schema.awp_defaults`); keys the
+    ``awp`` section sets explicitly win."""
+    method = data.get("method")
+    name = method.get("name") if isinstance(method, Mapping) else method
+    if not isinstance(name, str) or not name.endswith(AWP_SUFFIX):
+        return data
+    base = name[: -len(AWP_SUFFIX)]
+    out = dict(data)
+    out["method"] = {**method, "name": base} if isinstance(method, Mapping) else base
+    given = data.get("awp") or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"awp: expected a mapping, got {short_repr(given)}")
+    out["awp"] = {**awp_defaults(base), **given}
+    return out
+
+
 def _config_from_dict(data: Mapping[str, Any]) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    data = _expand_awp_suffix(data)
     top = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(data) - set(top), key=str)
     if unknown:

@@ -16,6 +16,7 @@ from robustrain.artifacts import CheckpointError, RunExistsError, load_checkpoin
 from robustrain.build import Run, build_model, build_run
 from robustrain.models import EMA
 from robustrain.schedules import SCHEDULES, lr_at
+from robustrain.train.awp import AWP
 from robustrain.train.callbacks import BestCheckpoint, Callback, OverfitGuard, default_callbacks
 from robustrain.train.logging import MetricsLogger, RunWriter, read_metrics
 from robustrain.train.loop import fit, train_one_epoch, training_module
@@ -24,6 +25,7 @@ from robustrain.utils.errors import NonFiniteLossError
 from robustrain.utils.runtime import resolve_device, seed_everything
 
 __all__ = [
+    "AWP",
     "EMA",
     "SCHEDULES",
     "BestCheckpoint",

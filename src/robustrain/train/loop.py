@@ -55,6 +55,7 @@ from robustrain.build import Run, build_run
 from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides
 from robustrain.eval.robust import PROTOCOL, evaluate_checkpoint, format_table
 from robustrain.schedules import lr_at, momentum_at
+from robustrain.train.awp import AWP
 from robustrain.train.callbacks import BestCheckpoint, Callback, default_callbacks
 from robustrain.train.logging import RunWriter
 from robustrain.train.state import TrainState, checkpoint, restore
@@ -99,7 +100,8 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
 
     Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
     schedule, runs ``method(train_model, batch)`` under bf16 autocast when asked and TF32 on
-    CUDA, and keeps the per-step sums on the device. The mean loss is read back once per
+    CUDA, and keeps the per-step sums on the device. With ``awp.gamma > 0`` each step trains at
+    AWP-perturbed weights (:mod:`robustrain.train.awp`: one extra method call per step). The mean loss is read back once per
     ``train.log_every`` steps (averaged over ranks, so every rank takes the same decision).
 
     Returns:
@@ -118,6 +120,9 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     run.loader.set_epoch(epoch)
     ddp.seed_for_rank(cfg.seed, epoch)  # DDP: per-rank attack noise, a function of the epoch
     run.model.train()
+    awp = AWP(cfg.awp.gamma, cfg.awp.warmup) if cfg.awp.enabled else None
+    if awp is not None and not awp.active(epoch):
+        awp = None  # the official warm-up: no AWP before 1-based epoch awp.warmup
     sums: dict[str, torch.Tensor] = {}
     n_seen = torch.zeros((), device=run.device)
     interval_loss = torch.zeros((), device=run.device)
@@ -134,11 +139,16 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
         if cfg.train.channels_last:
             batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
         with fast_math(run.device):
+            # AWP (awp.gamma > 0): train at w + v, v from one ascent step of the method's own loss
+            awp_handle = awp.perturb(run.model, lambda: _method_loss(run, train_model, batch),
+                                     method=run.method) if awp is not None else None
             with autocast_for(run.device, cfg.train.bf16):
                 out = run.method(train_model, batch)
             run.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             run.optimizer.step()
+            if awp_handle is not None:
+                awp_handle.restore()  # after the step, as the official code (robustrain.train.awp)
         if run.ema is not None:
             run.ema.update(run.model, state.step)
         state.step += 1
@@ -163,6 +173,12 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     train_metrics = {k: v for k, v in zip(sums, (totals[:-1] / totals[-1]).tolist())}
     return {"epoch": epoch + 1, "step": state.step, "lr": lr, "train": train_metrics,
             "epoch_time_s": time.perf_counter() - t0}
+
+
+def _method_loss(run: Run, train_model: nn.Module, batch: Any) -> torch.Tensor:
+    """The method's training loss (AWP's ascent), under the same autocast as the training step."""
+    with autocast_for(run.device, run.cfg.train.bf16):
+        return run.method(train_model, batch).loss
 
 
 def _nan_advice(loss: float, epoch: int, step: int, lr: float, run_dir: Path | None) -> str:

@@ -1,0 +1,160 @@
+"""AWP (robustrain.train.awp): perturbation size, exact restoration, stateful methods, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from robustrain.artifacts import load_checkpoint
+from robustrain.build import build_run
+from robustrain.config import config_to_dict, load_config
+from robustrain.train import fit
+from robustrain.train.awp import AWP, awp_perturbation, perturbed_parameters
+
+
+def _mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+
+
+def _loss(model, x, y):
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def test_perturbation_size_per_layer_by_hand():
+    model = _mlp()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    w0 = [model[0].weight.detach().clone(), model[2].weight.detach().clone()]
+    # the hand computation: gradient at w, v_l = gamma * ||w_l|| * g_l / ||g_l||
+    g = torch.autograd.grad(_loss(model, x, y), [model[0].weight, model[2].weight])
+    want = [0.01 * w.norm() * gl / gl.norm() for w, gl in zip(w0, g)]
+    b0 = [model[0].bias.detach().clone(), model[2].bias.detach().clone()]
+    handle = AWP(gamma=0.01).perturb(model, lambda: _loss(model, x, y))
+    assert [n for n, _ in perturbed_parameters(model)] == ["0.weight", "2.weight"]  # not biases
+    for w, layer, v in zip(w0, (model[0], model[2]), want):
+        got = layer.weight.detach() - w
+        torch.testing.assert_close(got, v, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(got.norm(), 0.01 * w.norm(), rtol=1e-5, atol=0)
+    assert torch.equal(model[0].bias, b0[0]) and torch.equal(model[2].bias, b0[1])
+    assert all(p.grad is None for p in model.parameters())  # the ascent leaves no gradient
+    handle.restore()
+    torch.testing.assert_close(model[0].weight.detach(), w0[0])
+
+
+def test_zero_gradient_gives_zero_perturbation():
+    w = [torch.ones(2, 2)]
+    assert torch.equal(awp_perturbation(w, [torch.zeros(2, 2)], 0.1)[0], torch.zeros(2, 2))
+    assert torch.equal(awp_perturbation(w, [None], 0.1)[0], torch.zeros(2, 2))
+
+
+def test_step_equals_hand_reference_exactly():
+    """w' = (w + v) - lr * (grad at w + v + wd * (w + v)) - v, the official order, bit for bit."""
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=5e-4)
+    handle = AWP(gamma=0.01).perturb(model, lambda: _loss(model, x, y))
+    opt.zero_grad()
+    _loss(model, x, y).backward()
+    opt.step()
+    handle.restore()
+
+    ref = _mlp()
+    g = torch.autograd.grad(_loss(ref, x, y), [ref[0].weight, ref[2].weight])
+    vs = awp_perturbation([ref[0].weight.detach(), ref[2].weight.detach()], g, 0.01)
+    with torch.no_grad():
+        ref[0].weight.add_(vs[0])
+        ref[2].weight.add_(vs[1])
+    ropt = torch.optim.SGD(ref.parameters(), lr=0.1, weight_decay=5e-4)
+    ropt.zero_grad()
+    _loss(ref, x, y).backward()
+    ropt.step()
+    with torch.no_grad():
+        ref[0].weight.sub_(vs[0])
+        ref[2].weight.sub_(vs[1])
+    for a, b in zip(model.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_bn_statistics_untouched_by_ascent():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)).train()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    AWP(gamma=0.01).perturb(model, lambda: _loss(model, x, y))
+    for k, v in before.items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_uiat_state_and_rng_untouched_by_ascent(tiny_overrides):
+    cfg = load_config(None, tiny_overrides + ["method=pgd_at+uiat"])
+    run = build_run(cfg)
+    batch = next(iter(run.loader))
+    run.model.train()
+    # advance the method once so its state is not the initial one
+    run.method(run.model, batch)
+    state = {k: v.clone() for k, v in run.method.state_dict().items()}
+    rng = torch.get_rng_state()
+    handle = AWP(gamma=0.01).perturb(run.model, lambda: run.method(run.model, batch).loss, method=run.method)
+    after = run.method.state_dict()
+    assert state.keys() == after.keys()
+    assert all(torch.equal(state[k], after[k]) for k in state)
+    assert torch.equal(torch.get_rng_state(), rng)
+    handle.restore()
+
+
+def test_awp_config_and_suffix():
+    cfg = load_config(None, ["method=trades+awp"])
+    assert cfg.method.name == "trades" and (cfg.awp.gamma, cfg.awp.warmup) == (5e-3, 10)
+    cfg = load_config(None, ["method=pgd_at+awp"])
+    assert (cfg.awp.gamma, cfg.awp.warmup) == (1e-2, 0) and cfg.run_name.startswith("pgd_at+awp-")
+    assert config_to_dict(cfg)["awp"] == {"gamma": 0.01, "warmup": 0}
+    assert "awp" not in config_to_dict(load_config(None, []))  # off: configs unchanged
+    assert AWP(0.005, 10).active(9) and not AWP(0.005, 10).active(8)
+
+
+def test_awp_off_is_the_default_and_changes_nothing(tiny_overrides):
+    a = load_config(None, tiny_overrides)
+    b = load_config(None, tiny_overrides + ["awp.gamma=0"])
+    assert a == b and not a.awp.enabled
+
+
+def _states_equal(a, b):
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else _states_equal(a[k], b[k])
+        if isinstance(a[k], dict) else a[k] == b[k] for k in a)
+
+
+def test_fit_with_awp_changes_training_and_resumes_bit_identically(tmp_path, tiny_overrides):
+    over = tiny_overrides + ["method=pgd_at+uiat+awp", "method.steps=2", "train.epochs=2", "eval.every=2"]
+    full_cfg = load_config(None, over + [f"out_dir={tmp_path / 'a'}"])
+    fit(full_cfg, progress=False, verbose=False)
+    cut_cfg = load_config(None, over + [f"out_dir={tmp_path / 'b'}"])
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(cut_cfg, progress=False, verbose=False, on_epoch_end=stop)
+    fit(cut_cfg, resume=True, progress=False, verbose=False)
+    a = load_checkpoint(tmp_path / "a" / full_cfg.run_name / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / cut_cfg.run_name / "last.pt")
+    assert a["config"]["awp"] == {"gamma": 0.01, "warmup": 0}
+    assert _states_equal(a["model"], b["model"]) and _states_equal(a["method"], b["method"])
+    ra = (tmp_path / "a" / full_cfg.run_name / "metrics.jsonl").read_text().splitlines()
+    rb = (tmp_path / "b" / cut_cfg.run_name / "metrics.jsonl").read_text().splitlines()
+    strip = lambda r: {k: v for k, v in json.loads(r).items() if not k.endswith("time_s")}  # noqa: E731
+    assert [strip(r) for r in ra] == [strip(r) for r in rb]
+
+    # the same run without AWP trains different weights (AWP is really applied)
+    plain = load_config(None, [o for o in over if o != "method=pgd_at+uiat+awp"] + ["method=pgd_at+uiat",
+                                                                                     f"out_dir={tmp_path / 'c'}"])
+    fit(plain, progress=False, verbose=False)
+    c = load_checkpoint(tmp_path / "c" / plain.run_name / "last.pt")
+    assert not _states_equal(a["model"], c["model"])
