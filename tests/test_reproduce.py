@@ -382,7 +382,9 @@ def test_every_column_on_the_same_images_worst_and_paired_differences(tmp_path, 
         loaded = type("Loaded", (), {"epoch": 4, "weights": "raw"})()
         return type("Record", (), {"loaded": loaded, "result": result})()
 
+    loads = []
     monkeypatch.setattr(results_mod, "evaluate_checkpoint", fake_evaluate)
+    monkeypatch.setattr(results_mod, "load_model", lambda path, device=None: loads.append(Path(path)))
     monkeypatch.setattr(results_mod, "load_split", lambda name, split, root=None: (x, y))
     selection = {"split": "validation", "n": 500, "text": "best PGD-20 on 500 held-out training images"}
     plan = build_plan("table1", ReproduceOptions(out=tmp_path, only=("sat-cifar10", "uiat-cifar10"), seeds=2))
@@ -391,6 +393,7 @@ def test_every_column_on_the_same_images_worst_and_paired_differences(tmp_path, 
             _finished(spec, selection)
     res = collect_results(plan, compute=True)
     assert len(calls) == 16  # 2 rows x 2 seeds x 4 attacks, one evaluation each
+    assert len(loads) == 4 and len(set(loads)) == 4  # each run's checkpoint read once, for all its attacks
     for row_id, seed in fake:  # every column of a run saw the very same images: the whole split
         seen = [c for c in calls if c[:2] == (row_id, seed)]
         assert [c[2] for c in seen] == ["natural", "pgd20", "cw30", "aa"]

@@ -8,7 +8,7 @@ needs pickle's arbitrary code path):
 alone), the loop state ``epoch`` (epochs completed) and ``step`` (owned by
 :class:`robustrain.train.TrainState`), ``model``, ``ema`` (or None), ``optimizer``, ``method``,
 ``rng``, ``callbacks`` (each end-of-epoch callback's own state by name: best-checkpoint selection,
-overfitting guard) and ``metrics`` (the epoch's record). Checkpoints written before the layering
+overfitting guard; ``history`` holds every epoch's metrics record). Checkpoints written before the layering
 redesign have no ``model_card`` (the model is rebuilt from ``config``) and keep the callbacks'
 state at the top level (``best``, ``best_epoch``, ``guard_best``); both still load and resume.
 """

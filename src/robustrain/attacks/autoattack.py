@@ -346,9 +346,10 @@ def _build_for(pyautoattack, model: nn.Module, spec: AutoAttackSpec, x: Tensor, 
 
 
 def _predict(model: nn.Module, x: Tensor, device: torch.device, batch_size: int) -> Tensor:
+    """Predicted labels of ``x`` (on the host), with ONE device-to-host copy per call, not one per batch."""
     with torch.no_grad():
-        preds = [model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, x.shape[0], batch_size)]
-    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+        preds = [model(x[i : i + batch_size].to(device)).argmax(1) for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(preds).cpu() if preds else torch.zeros(0, dtype=torch.long)
 
 
 def _perturbation_norm(delta: Tensor, norm: str) -> Tensor:
@@ -360,7 +361,7 @@ def _attack_chunk(aa: Any, model: nn.Module, x: Tensor, y: Tensor, *, norm: str,
                   device: torch.device, batch_size: int) -> tuple[Tensor, Tensor, Tensor, list[str]]:
     """(x_adv, clean-correct flags, robust flags, adapter flags) for one chunk (all on CPU)."""
     x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=batch_size)
-    x_adv = x_adv.detach().cpu()
+    x_adv = x_adv.detach().cpu()  # a no-op: the package returns its examples where x is (the host)
     clean = _predict(model, x, device, batch_size) == y
     again = _predict(model, x_adv, device, batch_size) == y
     notes = []
@@ -469,6 +470,9 @@ def run_autoattack(
             for start in starts:
                 stop = min(start + spec.chunk_size, n)
                 if not state.is_done(start):
+                    # chunks live on the host by design: the official package moves each of its batches to
+                    # the model's device itself, and a chunk's result is written to the resume state on disk;
+                    # one copy per chunk of thousands of images, outside any training step
                     x = to_unit_float(images[start:stop].detach().cpu())
                     y = labels[start:stop].detach().cpu().long()
                     with _captured(log, verbose) as chunk_flags:

@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from robustrain.artifacts import RunDir
+from robustrain.artifacts import RunDir, load_model
 from robustrain.data import load_split
 from robustrain.eval import build_eval_attacks, describe_protocol, evaluate_checkpoint
 from robustrain.eval.figures import mean_epoch_time
@@ -229,12 +229,13 @@ def _evaluate(plan: Plan, row: Row, spec: RunSpec, attacks: list[str], checkpoin
     x, y = load_split(cfg.data.name, "test", root=cfg.data.root)
     batch = plan.options.eval_batch_size or cfg.data.eval_batch_size
     n = min(plan.eval_n or int(x.shape[0]), int(x.shape[0]))
+    loaded = load_model(run.path / checkpoint, device)  # once for every attack of the run
     for attack in attacks:
         say(f"{spec.label}: evaluating {attack} on {describe_images(plan.eval_n, int(x.shape[0]))} "
             f"({checkpoint}, epoch {epoch})")
         t0 = time.perf_counter()
         record = evaluate_checkpoint(run.path / checkpoint, x[:n], y[:n], [attack], device=device, eps=row.eps,
-                                     batch_size=batch, seed=cfg.seed, progress=progress, per_image=True,
+                                     batch_size=batch, seed=cfg.seed, progress=progress, per_image=True, loaded=loaded,
                                      aa_state=run.path / AA_STATE_DIR if attack.startswith("aa") else None)
         loaded, res = record.loaded, record.result
         cache["entries"][_eval_key(attack, row.eps, plan.eval_n, checkpoint, int(loaded.epoch))] = {

@@ -367,7 +367,7 @@ def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str
                 stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
             state.history.append(record)
             # every rank holds the same state (DDP, replicated method buffers); rank 0 writes
-            writer.save(checkpoint(run, state, callbacks, record), state.history, best=best.improved)
+            writer.save(checkpoint(run, state, callbacks), state.history, best=best.improved)
             ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
             _say(verbose, _epoch_line(cfg, record, best.improved))
             if on_epoch_end is not None:

@@ -59,8 +59,9 @@ class TrainState:
         return f"TrainState(epoch={self.epoch}, step={self.step})"
 
 
-def checkpoint(run: Run, state: TrainState, callbacks: Iterable[Callback], record: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of ``run`` after ``record``'s epoch: a plain dict for ``weights_only`` loads."""
+def checkpoint(run: Run, state: TrainState, callbacks: Iterable[Callback]) -> dict[str, Any]:
+    """The checkpoint of ``run`` after ``state.epoch`` epochs (the epoch's record is the last of
+    ``state.history``): a plain dict for ``weights_only`` loads."""
     return {
         "format": FORMAT,
         "config": config_to_dict(run.cfg),
@@ -72,7 +73,6 @@ def checkpoint(run: Run, state: TrainState, callbacks: Iterable[Callback], recor
         "method": run.method.state_dict(),
         "rng": rng_state(),
         "callbacks": {cb.name: cb.state_dict() for cb in callbacks},
-        "metrics": record,
     }
 
 
