@@ -7,6 +7,7 @@ the caller keeps the median round. ``count_passes`` counts forward/backward pass
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -16,10 +17,12 @@ from typing import Callable
 import torch
 from torch import nn
 
+from robustrain.config.schema import AWP_SUFFIX, awp_defaults
 from robustrain.data import Batch, DeviceLoader
+from robustrain.train.awp import AWP
 from robustrain.utils.runtime import fast_math  # the trainer's own CUDA math settings
 
-__all__ = ["Row", "count_passes", "cycle", "machine_line", "make_optimizer", "parse_method", "sync",
+__all__ = ["Row", "count_passes", "cycle", "machine_line", "make_optimizer", "parse_method", "split_awp", "sync",
            "time_rows", "train_step_fn"]
 
 
@@ -46,11 +49,22 @@ def parse_method(spec: str, default_fraction: float) -> tuple[str, float]:
     return name, float(frac) if frac else default_fraction
 
 
-def count_passes(method: nn.Module, model: nn.Module, batch: Batch) -> tuple[int, int]:
+def split_awp(name: str) -> tuple[str, AWP | None]:
+    """``"trades+awp"`` -> ("trades", AWP with TRADES' official gamma); other names -> (name, None).
+    The warm-up is ignored: a benchmark row times the step with AWP on."""
+    if not name.endswith(AWP_SUFFIX):
+        return name, None
+    base = name[: -len(AWP_SUFFIX)]
+    return base, AWP(awp_defaults(base)["gamma"])
+
+
+def count_passes(method: nn.Module, model: nn.Module, batch: Batch, awp: AWP | None = None) -> tuple[int, int]:
     """(forwards, backwards) through ``model`` in one training step of ``method``.
 
     A backward is counted once per forward whose logits a backward runs through (the
-    attack's input-gradient steps and the parameter backward of the loss).
+    attack's input-gradient steps and the parameter backward of the loss). With ``awp`` the
+    step is AWP's: the ascent (attack + loss + backward at w) and the training loss at w + v
+    on the replayed adversary.
     """
     forwards, backwards = [0], [0]
     original = model.forward
@@ -64,10 +78,16 @@ def count_passes(method: nn.Module, model: nn.Module, batch: Batch) -> tuple[int
         return out
 
     model.forward = counting
+    handle = None
     try:
-        out = method(model, batch)
+        if awp is not None:
+            handle = awp.perturb(model, lambda: method(model, batch).loss, method=method)
+        with handle.replay() if handle is not None else contextlib.nullcontext():
+            out = method(model, batch)
         out.loss.backward()
     finally:
+        if handle is not None:
+            handle.restore()
         del model.forward  # back to the class's forward
         model.zero_grad(set_to_none=True)
     return forwards[0], backwards[0]
@@ -79,16 +99,26 @@ def make_optimizer(model: nn.Module, device: torch.device, lr: float = 0.01) -> 
                            **({"fused": True} if device.type == "cuda" else {}))
 
 
-def train_step_fn(method, model, optimizer, batch, *, bf16: bool, device: torch.device) -> Callable[[], None]:
-    """One full training step as the trainer's loop runs it."""
+def train_step_fn(method, model, optimizer, batch, *, bf16: bool, device: torch.device,
+                  awp: AWP | None = None) -> Callable[[], None]:
+    """One full training step as the trainer's loop runs it (with AWP's ascent and restore when
+    ``awp`` is given, as ``robustrain.train.loop.train_one_epoch``)."""
+
+    def loss_at_w():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return method(model, batch).loss
 
     def step() -> None:
         with fast_math(device):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            handle = awp.perturb(model, loss_at_w, method=method) if awp is not None else None
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), \
+                    (handle.replay() if handle is not None else contextlib.nullcontext()):
                 out = method(model, batch)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             optimizer.step()
+            if handle is not None:
+                handle.restore()
 
     return step
 

@@ -63,7 +63,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common, also when imported as a module
-from _common import Row, count_passes, machine_line, make_optimizer, parse_method, sync, time_rows, train_step_fn  # noqa: E402
+from _common import (Row, count_passes, machine_line, make_optimizer, parse_method, split_awp, sync,  # noqa: E402
+                     time_rows, train_step_fn)
 
 import robustrain  # noqa: E402
 from robustrain.attacks import create_attack  # noqa: E402
@@ -84,7 +85,7 @@ EPOCHS = 100  # the run length methods are told in the speed rows (phases are fr
 EPOCH_IMAGES = 50_000
 #: speed rows: name@f = the method at fraction f of a 100-epoch run (T = 0.75, T' = 0.8)
 METHOD_ROWS = ("pgd_at", "trades", "uiat", "uiat_oneoff@0.5", "uiat_oneoff@0.9", "n_fgsm",
-               "n_fgsm+uiat@0.5", "n_fgsm+uiat@0.9")
+               "n_fgsm+uiat@0.5", "n_fgsm+uiat@0.9", "pgd_at+awp", "trades+awp")
 #: (row, seconds per 50,000-image epoch on one H100) and (row, reference, ratio): issue 14
 EPOCH_TARGETS = (("uiat", 10.0), ("pgd_at", 8.0))
 RATIO_TARGETS = (("uiat", "pgd_at", 1.30),)
@@ -467,10 +468,11 @@ class Suite:
         counts, first = {}, {}
         for spec in METHOD_ROWS:
             name, frac = parse_method(spec, 0.9)
-            method = create_method(name, self.ctx(num_ids)).to(self.device)
+            base, awp = split_awp(name)
+            method = create_method(base, self.ctx(num_ids)).to(self.device)
             method.set_epoch(int(frac * EPOCHS))
             step = train_step_fn(method, model, make_optimizer(model, self.device), batch, bf16=False,
-                                 device=self.device)
+                                 device=self.device, awp=awp)
             step()  # warm-up: cuDNN autotuning, lazy state
             sync(self.device)
             with warnings.catch_warnings(record=True) as caught:
@@ -575,12 +577,13 @@ class Suite:
                 new_rows = []
                 for spec in s["methods"]:
                     name, frac = parse_method(spec, 0.9)
-                    method = create_method(name, self.ctx(num_ids)).to(self.device)
+                    base, awp = split_awp(name)
+                    method = create_method(base, self.ctx(num_ids)).to(self.device)
                     method.set_epoch(int(frac * EPOCHS))
-                    fwd, bwd = count_passes(method, model, batch)
+                    fwd, bwd = count_passes(method, model, batch, awp)
                     label = f"{s['label']} | {spec}"
                     row = Row(label, "train", train_step_fn(method, step_model, opt, batch, bf16=s["bf16"],
-                                                            device=self.device), passes=f"{fwd}/{bwd}",
+                                                            device=self.device, awp=awp), passes=f"{fwd}/{bwd}",
                               epoch=int(frac * EPOCHS))
                     for _ in range(2):  # compile / autotune, then one call as the estimate
                         t1 = time.perf_counter()

@@ -46,12 +46,13 @@ from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
 
 # benchmarks/ is sys.path[0] when run as a script
-from _common import Row, count_passes, cycle, machine_line, make_optimizer, parse_method, time_rows, train_step_fn
+from _common import (Row, count_passes, cycle, machine_line, make_optimizer, parse_method, split_awp, time_rows,
+                     train_step_fn)
 
 EPOCHS = 100  # the run length methods are told (their phases are fractions of it)
 DEFAULT_METHODS = (
     "pgd_at,trades,uiat,uiat_oneoff@0.5,uiat_oneoff@0.8,uiat_oneoff,"
-    "n_fgsm,n_fgsm+uiat@0.5,n_fgsm+uiat@0.8,n_fgsm+uiat"
+    "n_fgsm,n_fgsm+uiat@0.5,n_fgsm+uiat@0.8,n_fgsm+uiat,pgd_at+awp,trades+awp"
 )
 #: (row, reference row, target ratio of their times): the speed targets of issue 6
 TARGETS = (
@@ -103,11 +104,12 @@ def training_rows(args, model: nn.Module, batch: Batch, device: torch.device) ->
     rows = []
     for spec in specs:
         name, frac = parse_method(spec, args.epoch)
-        method = create_method(name, ctx).to(device)
+        base, awp = split_awp(name)  # name+awp: the base method's step with AWP around it
+        method = create_method(base, ctx).to(device)
         method.set_epoch(int(frac * EPOCHS))
-        fwd, bwd = count_passes(method, model, batch)
+        fwd, bwd = count_passes(method, model, batch, awp)
         rows.append(Row(labels[spec], "train",
-                        train_step_fn(method, step_model, optimizer, batch, bf16=args.bf16, device=device),
+                        train_step_fn(method, step_model, optimizer, batch, bf16=args.bf16, device=device, awp=awp),
                         reference=name.split("+")[0] if "+" in name else None,  # a plug-in's base
                         passes=f"{fwd}/{bwd}", epoch=int(frac * EPOCHS)))
     return rows

@@ -158,3 +158,69 @@ def test_fit_with_awp_changes_training_and_resumes_bit_identically(tmp_path, tin
     fit(plain, progress=False, verbose=False)
     c = load_checkpoint(tmp_path / "c" / plain.run_name / "last.pt")
     assert not _states_equal(a["model"], c["model"])
+
+
+def _count_pgd(monkeypatch):
+    """Count the PGD bodies actually run (each resolves its loss once; a replayed call runs none)."""
+    import robustrain.attacks.functional as fn
+    calls = {"n": 0}
+    real = fn._resolve_loss
+
+    def counting(loss):
+        calls["n"] += 1
+        return real(loss)
+    monkeypatch.setattr(fn, "_resolve_loss", counting)
+    return calls
+
+
+def test_training_call_reuses_the_adversary_generated_at_w(monkeypatch, tiny_overrides):
+    """Official order: x_adv at w, ascent on it, train at w + v on the SAME x_adv (one attack)."""
+    cfg = load_config(None, tiny_overrides + ["method=pgd_at", "method.steps=2"])
+    run = build_run(cfg)
+    batch = next(iter(run.loader))
+    run.model.train()
+    torch.manual_seed(3)
+    x_adv_at_w = run.method.attack(run.model, batch.x, batch.y)  # the reference, at w
+    calls = _count_pgd(monkeypatch)
+    torch.manual_seed(3)
+    handle = AWP(gamma=0.01).perturb(run.model, lambda: run.method(run.model, batch).loss, method=run.method)
+    with handle.replay():
+        out = run.method(run.model, batch)  # at w + v
+    assert calls["n"] == 1  # the attack ran once, in the ascent, at w
+    assert len(handle.tape) == 1 and torch.equal(handle.tape.entries[0][2], x_adv_at_w)
+    with torch.no_grad():  # the training forward at w + v was on x_adv found at w
+        torch.testing.assert_close(out.logits, run.model(x_adv_at_w), rtol=0, atol=0)
+    handle.restore()
+
+
+def test_tape_records_outermost_calls_and_replays_them_in_order():
+    from robustrain.attacks.tape import TapeMismatchError, recording, replaying, taped
+
+    @taped
+    def inner(x):
+        return x + torch.rand_like(x)
+
+    @taped
+    def outer(x):
+        return inner(x) * 2
+
+    x = torch.zeros(3)
+    with recording() as tape:
+        a, b = outer(x), inner(x)
+    assert len(tape) == 2  # outer's inner call is part of outer's entry
+    with replaying(tape):
+        assert torch.equal(outer(x), a) and torch.equal(inner(x), b)
+    assert not torch.equal(inner(x), b)  # outside a tape: a plain call
+    with pytest.raises(TapeMismatchError, match="same adversaries"):
+        with replaying(tape):
+            inner(x)  # recorded outer first
+    with pytest.raises(TapeMismatchError, match="used 1 of the 2"):
+        with replaying(tape):
+            outer(x)
+    with pytest.raises(TapeMismatchError, match="called 3 time"):
+        with replaying(tape):
+            outer(x), inner(x), inner(x)
+    with pytest.raises(RuntimeError, match="inside"):
+        with recording():
+            with recording():
+                pass

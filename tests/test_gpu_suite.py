@@ -54,8 +54,10 @@ def test_smoke_runs_every_part(tmp_path):
     first = rep["speed"]["settings"][0]
     rows = {r["method"]: r for r in rep["speed"]["rows"] if r["setting"] == first}
     assert set(rows) == {"pgd_at", "trades", "uiat", "uiat_oneoff@0.5", "uiat_oneoff@0.9", "n_fgsm",
-                         "n_fgsm+uiat@0.5", "n_fgsm+uiat@0.9"}
+                         "n_fgsm+uiat@0.5", "n_fgsm+uiat@0.9", "pgd_at+awp", "trades+awp"}
     assert rows["pgd_at"]["vs_pgd_at"] == 1.0 and rows["pgd_at"]["passes"] == "11/11"
+    # AWP: the ascent's one forward/backward on the adversary found at w, not a second attack
+    assert rows["pgd_at+awp"]["passes"] == "12/12" and rows["trades+awp"]["passes"] == "15/14"
     assert all(r["img_per_s"] > 0 and r["s_per_50k_epoch"] > 0 for r in rep["speed"]["rows"])
     assert len(rep["speed"]["settings"]) == 8  # fp32/bf16, channels_last, compile, two batches, WRN
     assert {t["method"] for t in rep["speed"]["targets"]} == {"uiat", "pgd_at"}

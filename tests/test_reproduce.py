@@ -243,6 +243,27 @@ def test_mini_plan_maps_rows_and_shares_identical_runs(tmp_path):
     assert f"out_dir={tmp_path}/table1/uiat-cifar10 name=seed0" in text
 
 
+def test_study_plan_trains_longer_selects_on_all_held_out_images_and_scales_awp_warmup(tmp_path):
+    from robustrain.reproduce.tables import STUDY_EPOCHS
+    plan = build_plan("study", ReproduceOptions(scale="mini", out=tmp_path, seeds=3))
+    by_id = {rp.row.id: rp for rp in plan.rows}
+    assert list(by_id) == ["pgd_at", "trades", "uiat", "uiat_oneoff", "pgd_at+awp", "trades+awp"]
+    for rp in plan.rows:
+        assert [r.cfg.seed for r in rp.runs] == [0, 1, 2]
+        cfg = rp.runs[0].cfg
+        assert (cfg.data.name, cfg.model.name, cfg.train.epochs, cfg.eval.n) == (
+            "cifar10-mini", "small_cnn", STUDY_EPOCHS, 1000)
+        assert rp.row.baseline == (None if rp.row.id == "pgd_at" else "pgd_at")
+    awp_pgd, awp_trades = by_id["pgd_at+awp"].runs[0].cfg.awp, by_id["trades+awp"].runs[0].cfg.awp
+    assert (awp_pgd.gamma, awp_pgd.warmup) == (0.01, 0)
+    # official TRADES+AWP: 9 of 100 epochs without AWP; at 12 epochs round(9 * 12 / 100) = 1 epoch without
+    assert (awp_trades.gamma, awp_trades.warmup) == (0.005, round(9 * STUDY_EPOCHS / 100) + 1)
+    # other tables keep the default mini length
+    assert build_plan("table6", ReproduceOptions(out=tmp_path, only=("row1",))).rows[0].runs[0].cfg.train.epochs == 4
+    text = format_plan(plan)
+    assert f"train.epochs=min(E,{STUDY_EPOCHS}) eval.n=1000" in text
+
+
 def test_full_plan_keeps_the_paper_setting(tmp_path):
     plan = build_plan("table5", ReproduceOptions(scale="full", out=tmp_path, only=("n_fgsm*-eps8",),
                                                  data_root="/data"))

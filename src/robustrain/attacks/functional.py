@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import bn as _bn
+from robustrain.attacks.tape import taped
 from robustrain.utils.checks import check_choice, check_nonnegative
 from robustrain.utils.registry import Registry
 
@@ -241,6 +242,7 @@ def validate_attack_args(
         raise ValueError(f"clip must be (low, high) with low < high, got {clip!r}")
 
 
+@taped
 def pgd(
     model: nn.Module,
     x: Tensor,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import PGD, bn_mode, pgd
+from robustrain.attacks.tape import taped
 from robustrain.utils.checks import check_budget, check_field_types, check_nonnegative, check_step
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
@@ -137,6 +138,7 @@ def _kl_to_target(logits: Tensor, target_logits: Tensor) -> Tensor:
     return kl_from_logits(target_logits, logits, reduction="none")
 
 
+@taped  # with its clean target forward: AWP replays the whole adversary
 def trades_adversary(model: nn.Module, x: Tensor, p: "_BetaATParams") -> Tensor:
     """TRADES' adversary: x' maximising KL(f(x) || f(x')) by Linf PGD from x + init_std · N(0, 1).
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustrain.attacks import CW, PGD, ce_loss, pgd
+from robustrain.attacks.tape import taped
 from robustrain.utils.checks import check_budget, check_choice, check_field_types, check_in_range, check_step
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
@@ -95,6 +96,7 @@ def _counting_ce(logits: Tensor, y: Tensor, *, kappa: Tensor) -> Tensor:
     return ce_loss(logits, y)
 
 
+@taped  # kappa comes from the attack's own forwards: replay it with the adversary (AWP)
 def geometry_pgd(
     model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
     start: str = "uniform", bn_mode: str = "eval", generator: torch.Generator | None = None,

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from robustrain.attacks import bn as _bn
 from robustrain.attacks import fgsm, pgd
+from robustrain.attacks.tape import taped
 from robustrain.utils.checks import check_budget, check_choice, check_field_types, check_nonnegative, check_step
 from robustrain.data.batch import Batch
 from robustrain.methods.at import accuracy
@@ -122,6 +123,7 @@ def n_fgsm_perturb(
     return (x0 + alpha * torch.sign(grad)).clamp(low, high)
 
 
+@taped
 def n_fgsm(
     model: nn.Module,
     x: Tensor,

@@ -48,7 +48,7 @@ import yaml
 
 from robustrain.artifacts import RunDir
 from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
-from robustrain.reproduce.scale import SCALES, Scale
+from robustrain.reproduce.scale import MINI_EPOCHS, SCALES, Scale
 from robustrain.reproduce.tables import TABLES, Row, Table
 from robustrain.utils.errors import ReproduceError
 
@@ -320,8 +320,11 @@ def _scan_runs(out: Path) -> dict[str, list[Path]]:
 
 
 class _Planner:
-    def __init__(self, options: ReproduceOptions, scale: Scale, out: Path) -> None:
+    def __init__(self, options: ReproduceOptions, scale: Scale, out: Path, table: Table) -> None:
         self.options, self.scale, self.out = options, scale, out
+        # a table may train its mini runs longer / select on more held-out images (the study)
+        self.mini = {k: v for k, v in (("epochs", table.mini_epochs), ("eval_n", table.mini_eval_n))
+                     if v is not None}
         self.config_dir = Path(options.config_dir) if options.config_dir else CONFIG_DIR
         if not self.config_dir.is_dir():
             raise ReproduceError(f"the rows' configs are not in {self.config_dir}: reinstall robustrain "
@@ -333,7 +336,7 @@ class _Planner:
              helper: bool = False) -> RunSpec:
         path = self.config_dir / config
         base = load_config(path)
-        overrides = self.scale.overrides(base) + [
+        overrides = self.scale.overrides(base, **self.mini) + [
             f"seed={seed}", "eval.final_attacks=natural", f"out_dir={run_dir.parent}", f"name={run_dir.name}"]
         if self.options.data_root and not self.scale.mini:
             overrides.append(f"data.root={self.options.data_root}")
@@ -389,7 +392,7 @@ def build_plan(table: str, options: ReproduceOptions | None = None) -> Plan:
                              "(see robustrain reproduce --list)") from None
     scale = SCALES.get(options.scale)
     out = Path(options.out) if options.out else Path(f"runs/reproduce-{scale.name}")
-    planner = _Planner(options, scale, out)
+    planner = _Planner(options, scale, out, spec_table)
     extra_paths = _extra_paths(options)
     attack_cols = [c.source for c in spec_table.columns if c.is_attack]
     if options.attacks is not None:
@@ -445,7 +448,9 @@ def format_plan(plan: Plan) -> str:
              f"  scale {plan.scale.name}: {plan.scale.help}"]
     if plan.scale.mini:
         lines.append("  mini override set on every row config: data.name=cifar10-mini data.root=null "
-                     "data.batch_size=128 model=small_cnn (row's activation kept) train.epochs=min(E,4) eval.n=256")
+                     "data.batch_size=128 model=small_cnn (row's activation kept) "
+                     f"train.epochs=min(E,{plan.table.mini_epochs or MINI_EPOCHS}) eval.n={plan.table.mini_eval_n or 256}"
+                     " (awp.warmup kept as a fraction of the run)")
     lines.append("  harness overrides: seed=K eval.final_attacks=natural out_dir=OUT/<table>/<row> name=seedK "
                  "(+ method.helper=... for HAT, data.extra.* for Table 4, then --set)")
     lines.append(f"  evaluation: {', '.join(plan.attacks) or '(no attack columns)'} on {plan.image_set()} "

@@ -42,6 +42,7 @@ from robustrain.data import load_split
 from robustrain.eval import build_eval_attacks, describe_protocol, evaluate_checkpoint
 from robustrain.eval.figures import mean_epoch_time
 from robustrain.reproduce.plan import Plan, RunSpec, describe_images
+from robustrain.reproduce.scale import MINI_EPOCHS
 from robustrain.reproduce.stats import paired_difference
 from robustrain.reproduce.summary import cell, paired_cell, ratio_cell, render_markdown, write_atomic
 from robustrain.reproduce.tables import Row, Table
@@ -283,8 +284,13 @@ def _notes(plan: Plan, *, n_images: set[int] | None = None, selections: Mapping[
     p = plan
     notes = [f"scale {p.scale.name}: {p.scale.help}"]
     if p.scale.mini:
-        notes.append("mini numbers are a CPU-sized analogue of the paper's setting (small_cnn, cifar10-mini, "
-                     "<= 4 epochs): Δ shows the gap to the paper, it is not a reproduction error")
+        epochs = p.table.mini_epochs or MINI_EPOCHS
+        if any(rp.row.paper for rp in p.rows):
+            notes.append("mini numbers are a CPU-sized analogue of the paper's setting (small_cnn, cifar10-mini, "
+                         f"<= {epochs} epochs): Δ shows the gap to the paper, it is not a reproduction error")
+        else:
+            notes.append(f"mini numbers (small_cnn, cifar10-mini, {epochs} epochs) compare the rows with each "
+                         "other at this scale; no published number is compared")
     if p.table.note:
         notes.append(p.table.note)
     notes.append(f"seeds 0..{p.options.seeds - 1}: mean ± sample std over the finished seeds")

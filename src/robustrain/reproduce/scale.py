@@ -12,8 +12,10 @@ package, in a few CPU minutes per run, through one documented override set
 ``data.root``          unset (the subset is packaged)
 ``data.batch_size``    128 (Table 4's 512 would leave ~10 steps per epoch)
 ``model``              ``small_cnn``, keeping the row's activation (SiLU in Table 4)
-``train.epochs``       min(row's epochs, 4)
+``train.epochs``       min(row's epochs, 4) (a table may ask for more: the ``study``)
 ``eval.n``             256 held-out images per epoch (choice of ``best.pt``)
+``awp.warmup``         AWP rows only: the warm-up kept as the same fraction of the run
+                       (TRADES+AWP's 9 of 100 epochs without AWP -> 1 of 12)
 =====================  ===========================================================
 
 and evaluation of every column on the same images: all 1,017 test images (AutoAttack included; it
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 from robustrain.config import Config
 from robustrain.utils.registry import Registry
 
-__all__ = ["Scale", "SCALES", "MINI_OVERRIDES", "MINI_EPOCHS"]
+__all__ = ["Scale", "SCALES", "MINI_OVERRIDES", "MINI_EPOCHS", "mini_warmup"]
 
 #: the most epochs a mini run trains (4 epochs of PGD-10 on cifar10-mini: ~4 min on 2 CPU cores)
 MINI_EPOCHS = 4
@@ -67,15 +69,25 @@ class Scale:
     needs_gpu: bool
     mini: bool
 
-    def overrides(self, cfg: Config) -> list[str]:
-        """The overrides mapping ``cfg`` (a row's paper-scale config) to this scale."""
+    def overrides(self, cfg: Config, *, epochs: int = MINI_EPOCHS, eval_n: int = 256) -> list[str]:
+        """The overrides mapping ``cfg`` (a row's paper-scale config) to this scale.
+
+        Args:
+            cfg: the row's paper-scale config.
+            epochs: the most epochs a mini run trains (default :data:`MINI_EPOCHS`).
+            eval_n: held-out validation images evaluated per epoch at mini scale.
+        """
         if not self.mini:
             return []
         out = list(MINI_OVERRIDES) + ["model=small_cnn"]
         activation = cfg.model.params.get("activation", "relu")
         if activation != "relu":
             out.append(f"model.activation={activation}")
-        return out + [f"train.epochs={min(cfg.train.epochs, MINI_EPOCHS)}", "eval.n=256"]
+        mini_epochs = min(cfg.train.epochs, epochs)
+        out += [f"train.epochs={mini_epochs}", f"eval.n={eval_n}"]
+        if cfg.awp.enabled and cfg.awp.warmup > 1:
+            out.append(f"awp.warmup={mini_warmup(cfg.awp.warmup, cfg.train.epochs, mini_epochs)}")
+        return out
 
     def note(self, *, dataset: str, model: str) -> str:
         """The per-row remark for rows whose paper setting is not CIFAR-10 / ResNet-18."""
@@ -84,10 +96,24 @@ class Scale:
         return f"mini analogue of {dataset} / {model}"
 
 
+def mini_warmup(warmup: int, epochs: int, mini_epochs: int) -> int:
+    """AWP's warm-up (1-based epoch it starts from) for a run shortened to ``mini_epochs``: the
+    epochs without AWP (``warmup - 1``) keep their fraction of the run.
+
+    Example:
+        >>> mini_warmup(10, 100, 12), mini_warmup(10, 100, 4), mini_warmup(0, 100, 4)
+        (2, 1, 0)
+    """
+    if warmup <= 1:
+        return warmup
+    return int(round((warmup - 1) * mini_epochs / epochs)) + 1
+
+
 SCALES: Registry[Scale] = Registry("scale")
 SCALES.add("full", Scale("full", "the paper's setting as written in each row's config (GPU, dataset files)",
                          eval_n=0, needs_gpu=True, mini=False),
            help="the paper's setting: each row's config as written (needs the dataset files and a GPU)")
-SCALES.add("mini", Scale("mini", "small_cnn on cifar10-mini (real CIFAR-10 subset), <= 4 epochs, batch 128",
+SCALES.add("mini", Scale("mini", "small_cnn on cifar10-mini (real CIFAR-10 subset), batch 128, <= 4 epochs "
+                         "unless the table sets more",
                          eval_n=0, needs_gpu=False, mini=True),
            help="the same protocol with small_cnn on cifar10-mini, <= 4 epochs (2 CPU cores)")

@@ -31,12 +31,16 @@ Faithfulness to the official code (github.com/csdongxian/AWP, ``utils_awp.py`` a
   before the optimiser step" differs only through weight decay / momentum seeing ``w`` instead
   of ``w + v``; we follow the code that produced the published numbers.
 
-One deviation, forced by the seam ``method(model, batch) -> LossOutput`` (methods generate their
-adversary internally and do not expose it): the ascent calls the method once at ``w`` (attack
-+ loss), and the training call at ``w + v`` regenerates the adversary against ``w + v`` (same
-random start: the RNG state is put back after the ascent) instead of reusing the one found at
-``w``. So the cost is one extra method call per step, attack included (PGD-10: about +11
-forward/backward passes, not the +1 of the official code, which reuses ``x_adv``).
+* the adversary is generated ONCE, at ``w``, and the step at ``w + v`` trains on that same
+  adversary (official ``train_cifar10.py``: ``X_adv`` comes before ``calc_awp`` and is reused).
+  Methods generate their adversaries inside ``method(model, batch)``, so the ascent call runs
+  under :func:`robustrain.attacks.tape.recording` and the training call under
+  :meth:`AWPHandle.replay`: every adversary generator built on :func:`robustrain.attacks.pgd`
+  (PGD, FGSM, CW, N-FGSM, the inverse adversaries, GAIRAT's geometry PGD) hands the training
+  call the adversary the ascent call generated, without attacking again. The cost is one extra
+  forward/backward per step (the ascent), as the official code's. What is not an adversary is
+  recomputed at ``w + v``: losses, GradAlign's input gradients, and UIAT's universal
+  perturbation step (a state update, put back after the ascent, so it happens once).
 
 State: the ascent must not advance a stateful method (UIAT's universal perturbations, momentum
 buffers, per-sample buffers): the method's ``state_dict`` is copied before the ascent and loaded
@@ -53,10 +57,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from robustrain.attacks.tape import AdversaryTape, recording, replaying
 
 __all__ = ["AWP", "AWPHandle", "awp_perturbation", "layer_norms", "perturbed_parameters"]
 
@@ -95,10 +101,20 @@ def awp_perturbation(weights: Sequence[Tensor], grads: Sequence[Tensor | None], 
 
 
 class AWPHandle:
-    """What :meth:`AWP.perturb` added; :meth:`restore` subtracts it (once)."""
+    """What :meth:`AWP.perturb` added and the adversaries its ascent generated.
 
-    def __init__(self, params: list[nn.Parameter], deltas: list[Tensor]) -> None:
+    :meth:`replay` hands those adversaries to the training call at ``w + v``; :meth:`restore`
+    subtracts ``v`` (once).
+    """
+
+    def __init__(self, params: list[nn.Parameter], deltas: list[Tensor],
+                 tape: AdversaryTape | None = None) -> None:
         self.params, self.deltas = params, deltas
+        self.tape = tape if tape is not None else AdversaryTape()
+
+    def replay(self) -> ContextManager[AdversaryTape]:
+        """Context for the training call: its adversaries are the ones the ascent generated."""
+        return replaying(self.tape)
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -126,7 +142,8 @@ class AWP:
             model: the unwrapped model (its parameters are perturbed; its buffers, e.g. BN
                 running statistics, are left as they were before the ascent).
             loss_fn: the method's training loss at the current weights (one call: the ascent),
-                run in the caller's autocast context.
+                run in the caller's autocast context; the adversaries it generates are
+                recorded for :meth:`AWPHandle.replay`.
             method: the method whose state is put back after the ascent (None: stateless).
         """
         named = perturbed_parameters(model)
@@ -137,7 +154,8 @@ class AWP:
         saved_grads = [p.grad for p in model.parameters()]
         for p in model.parameters():
             p.grad = None
-        loss = loss_fn()
+        with recording() as tape:
+            loss = loss_fn()
         loss.backward()  # through DDP when wrapped: the gradient is averaged over ranks
         grads = [p.grad for p in params]
         deltas = awp_perturbation([p.detach() for p in params], grads, self.gamma)
@@ -151,7 +169,7 @@ class AWP:
         if method is not None:
             method.load_state_dict(method_state)
         _set_rng_state(rng)
-        return AWPHandle(params, deltas)
+        return AWPHandle(params, deltas, tape)
 
     def state_dict(self) -> dict[str, Any]:
         return {"gamma": self.gamma, "warmup": self.warmup}

@@ -101,7 +101,7 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
     schedule, runs ``method(train_model, batch)`` under bf16 autocast when asked and TF32 on
     CUDA, and keeps the per-step sums on the device. With ``awp.gamma > 0`` each step trains at
-    AWP-perturbed weights (:mod:`robustrain.train.awp`: one extra method call per step). The mean loss is read back once per
+    AWP-perturbed weights (:mod:`robustrain.train.awp`: one extra forward/backward per step). The mean loss is read back once per
     ``train.log_every`` steps (averaged over ranks, so every rank takes the same decision).
 
     Returns:
@@ -142,7 +142,9 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
             # AWP (awp.gamma > 0): train at w + v, v from one ascent step of the method's own loss
             awp_handle = awp.perturb(run.model, lambda: _method_loss(run, train_model, batch),
                                      method=run.method) if awp is not None else None
-            with autocast_for(run.device, cfg.train.bf16):
+            # ... on the adversaries the ascent generated at w (replayed, not attacked again)
+            with autocast_for(run.device, cfg.train.bf16), \
+                    (awp_handle.replay() if awp_handle is not None else contextlib.nullcontext()):
                 out = run.method(train_model, batch)
             run.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
