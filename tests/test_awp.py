@@ -224,3 +224,32 @@ def test_tape_records_outermost_calls_and_replays_them_in_order():
         with recording():
             with recording():
                 pass
+
+
+def test_bf16_ascent_gives_fp32_perturbation_of_the_right_size(tiny_overrides):
+    """Under bf16 autocast (as train.bf16=true) the ascent's loss is bf16 but v is computed on and
+    added to the fp32 weights, with the per-layer size gamma * ||w_l||, and the step runs."""
+    cfg = load_config(None, tiny_overrides + ["method=pgd_at+awp", "method.steps=1", "train.bf16=true"])
+    run = build_run(cfg)
+    batch = next(iter(run.loader))
+    run.model.train()
+    params = [p for _, p in perturbed_parameters(run.model)]
+    w0 = [p.detach().clone() for p in params]
+
+    def loss_bf16():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = run.method(run.model, batch)
+        assert out.logits.dtype == torch.bfloat16  # the ascent really ran in bf16
+        return out.loss
+
+    handle = AWP(gamma=0.01).perturb(run.model, loss_bf16, method=run.method)
+    for p, w, v in zip(params, w0, handle.deltas):
+        assert p.dtype == v.dtype == torch.float32
+        torch.testing.assert_close((p.detach() - w).norm(), 0.01 * w.norm(), rtol=1e-4, atol=1e-8)
+    with handle.replay(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run.method(run.model, batch)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in params)
+    handle.restore()
+    for p, w in zip(params, w0):  # no optimiser step here: back to w up to fp32 rounding of (w + v) - v
+        torch.testing.assert_close(p.detach(), w, rtol=0, atol=1e-6)

@@ -48,6 +48,8 @@ RUNS = {  # name -> overrides of the equality runs (per-rank batch 32; one proce
     "uiat": ["method=uiat", "method.momentum_start=0.5"],  # momentum (per-sample buffer) in epoch 2
     # instance weights normalised to mean 1 over the GLOBAL batch (weight sum all-reduced)
     "gairat": ["method=gairat", "method.burn_in=0"],
+    # AWP's ascent gradient goes through the DDP reducer: every rank adds the global-batch v
+    "pgd_at+awp": ["method=pgd_at+awp"],
 }
 PER_RANK_METRICS = {"w_max"}  # a batch maximum: with 2 ranks, the mean of the two ranks' maxima
 

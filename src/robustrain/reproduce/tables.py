@@ -283,7 +283,7 @@ def _lrat() -> Table:
 
 #: epochs of the study's runs: where held-out PGD-20 accuracy of pgd_at had stopped climbing in the
 #: pilot (docs/results.md, "How long to train"): 8 and 16 one-cycle epochs, seed 0
-STUDY_EPOCHS = 12
+STUDY_EPOCHS = 10
 
 
 def _study() -> Table:
