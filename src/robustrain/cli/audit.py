@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from robustrain.cli._options import device_option, require_writable
 from robustrain.utils.errors import UsageError
 
 __all__ = ["add_parser", "run"]
@@ -86,7 +87,6 @@ def _out_base(out: str | None, ckpt: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from robustrain.artifacts import check_dataset, load_model
-    from robustrain.cli.eval import _device, _require_writable
     from robustrain.data import load_split
     from robustrain.eval.audit import AuditSettings, format_text, run_audit, write_report
     from robustrain.utils.units import format_eps, parse_number
@@ -98,12 +98,12 @@ def run(args: argparse.Namespace) -> int:
     eps = parse_number(args.eps, "--eps")
     if not 0 < eps <= 1:
         raise UsageError(f"--eps must be in (0, 1] (an Linf radius in [0, 1] pixels), e.g. 8/255, got {args.eps}")
-    device = _device(args.device)
+    device = device_option(args.device)
     ckpt = _existing_checkpoint(args.checkpoint, "checkpoint ")
     surrogate_path = _existing_checkpoint(args.surrogate, "--surrogate ") if args.surrogate else None
     base = _out_base(args.out, ckpt)
     for suffix in (".md", ".json"):
-        _require_writable(base.with_name(base.name + suffix), "--out")
+        require_writable(base.with_name(base.name + suffix), "--out")
 
     info = load_model(ckpt, device, ema=not args.no_ema)
     surrogate = None

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from robustrain.cli._options import device_option, require_writable
 from robustrain.utils.errors import UsageError
 
 __all__ = ["add_parser", "run"]
@@ -61,42 +62,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return e
 
 
-def _device(name: str):
-    """``--device``: auto, cpu, cuda, cuda:N (or mps where available); UsageError otherwise."""
-    import torch
-
-    from robustrain.utils.runtime import resolve_device
-
-    fix = "use --device cpu (or auto: CUDA when available)"
-    try:
-        dev = torch.device(name) if name != "auto" else None
-    except (RuntimeError, ValueError):
-        raise UsageError(f"--device {name}: not a device; {fix}") from None
-    if dev is not None:
-        if dev.type not in ("cpu", "cuda", "mps"):
-            raise UsageError(f"--device {name}: robustrain evaluates on cpu, cuda or cuda:N; {fix}")
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available on this machine; {fix}")
-        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); {fix}")
-        if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise UsageError(f"--device {name}: MPS is not available on this machine; {fix}")
-    try:
-        return resolve_device(name)
-    except (RuntimeError, ValueError) as e:  # ConfigError included: say it in terms of --device
-        raise UsageError(f"--device {name}: {e}; {fix}") from None
-
-
-def _require_writable(path: Path, flag: str) -> None:
-    from robustrain.utils.fileio import unwritable_reason
-
-    reason = unwritable_reason(path)
-    if reason is not None:
-        raise UsageError(f"{flag} {path}: cannot write there ({reason}); give {flag} a path in a writable folder "
-                         "(nothing was evaluated)")
-
-
 def run(args: argparse.Namespace) -> int:
     from robustrain.artifacts import check_dataset, checkpoint_file, load_model
     from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
@@ -137,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as e:
             raise RobustrainError(str(e)) from None  # exit 1: a missing optional package
 
-    device = _device(args.device)
+    device = device_option(args.device)
     # a run folder evaluates its best.pt (last.pt without one)
     ckpt = checkpoint_file(args.checkpoint)
     if not ckpt.is_file():
@@ -150,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
     aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
     aa_log = out.with_name(out.stem + "-autoattack.log")
     # every file the evaluation writes must be writable before it starts (not after an hour of AutoAttack)
-    _require_writable(out, "--out")
+    require_writable(out, "--out")
     if uses_aa:
-        _require_writable(aa_log, "--out")
-        _require_writable(aa_state / "chunk", "--aa-state")
+        require_writable(aa_log, "--out")
+        require_writable(aa_state / "chunk", "--aa-state")
     # what the file says it is (dataset, data folder), to pick the test split before evaluating
     info = load_model(ckpt, device, ema=not args.no_ema)
     dataset = args.dataset or info.dataset
