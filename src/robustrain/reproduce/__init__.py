@@ -1,7 +1,7 @@
 """Re-running the papers' tables: ``robustrain reproduce TABLE``.
 
 * :mod:`~robustrain.reproduce.paper`: the UIAT paper's numbers (``paper_tables.json``);
-* :mod:`~robustrain.reproduce.tables`: the ``TABLES`` registry (rows, configs, columns);
+* :mod:`~robustrain.reproduce.tables`: the ``TABLES`` registry (rows, configs, columns; the paper tables, ``lrat`` and the ``study``);
 * :mod:`~robustrain.reproduce.scale`: ``full`` (the paper's setting) and ``mini`` (CPU-sized);
 * :mod:`~robustrain.reproduce.stats`: mean ± sample std, paired difference with a 95% t-interval;
 * :mod:`~robustrain.reproduce.summary`: cells (mean ± std, paired difference to the baseline row), the markdown table;
@@ -13,7 +13,7 @@
 Example:
     >>> from robustrain.reproduce import TABLES
     >>> TABLES.names()
-    ['lrat', 'table1', 'table2', 'table3', 'table4', 'table5', 'table6']
+    ['lrat', 'study', 'table1', 'table2', 'table3', 'table4', 'table5', 'table6']
 """
 
 from robustrain.reproduce.execute import check_ready, run_plan
