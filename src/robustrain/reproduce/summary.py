@@ -140,7 +140,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     """The markdown report of a reproduction (the ``results.json`` dict, see the harness).
 
     Every column gets three cells: ours (mean ± sample std over the finished seeds), the
-    paper's number and the difference; then the number of seeds and a note (status, scale
+    paper's number and the difference (one cell, ours, when no row has a published number, as
+    in the ``study`` and ``lrat`` tables); then the number of seeds and a note (status, scale
     substitutions, skip reasons). When rows have a baseline (``row["baseline"]``), a second
     table follows: per accuracy column, the paired difference to the baseline row over the
     same seeds, mean ± the half-width of its 95% t-interval (:func:`format_paired`).
@@ -152,6 +153,9 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         ...                  "cells": {"aa": cell([40.0, 42.0], 49.11)}}]}
         >>> print(render_markdown(res).splitlines()[-1])
         | UIAT | 41.00 ± 1.41 | 49.11 | -8.11 | 2 |  |
+        >>> res["rows"][0]["cells"]["aa"] = cell([40.0, 42.0], None)
+        >>> print(render_markdown(res).splitlines()[-1])
+        | UIAT | 41.00 ± 1.41 | 2 |  |
     """
     cols = result["columns"]
     lines = [f"## {result['table']} ({result['scale']} scale): {result['title']}", ""]
@@ -161,19 +165,22 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"- protocol: {proto}")
     if len(lines) > 2:
         lines.append("")
+    # paper / Δ cells only where some row has a published number (not in tables of our own)
+    with_paper = any(v.get("paper") is not None for row in result["rows"] for v in row["cells"].values())
     head = ["row"]
     for c in cols:
-        head += [c["label"], "paper", "Δ"]
+        head += [c["label"], "paper", "Δ"] if with_paper else [c["label"]]
     head += ["seeds", "note"]
     lines.append("| " + " | ".join(head) + " |")
-    lines.append("|---|" + "---:|---:|---:|" * len(cols) + "---:|---|")
+    lines.append("|---|" + ("---:|---:|---:|" if with_paper else "---:|") * len(cols) + "---:|---|")
     for row in result["rows"]:
         cells = [_escape(row["label"])]
         for c in cols:
             v = row["cells"].get(c["key"], {})
             unit = c.get("unit", "%")
-            cells += [format_mean_std(v.get("mean"), v.get("std"), unit), format_value(v.get("paper"), unit),
-                      format_diff(v.get("diff"), unit)]
+            cells.append(format_mean_std(v.get("mean"), v.get("std"), unit))
+            if with_paper:
+                cells += [format_value(v.get("paper"), unit), format_diff(v.get("diff"), unit)]
         cells += [str(row.get("seeds", 0)), _escape(row.get("note", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     lines += _paired_table(result)
