@@ -48,7 +48,7 @@ import yaml
 
 from robustrain.artifacts import RunDir
 from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
-from robustrain.reproduce.scale import MINI_EPOCHS, SCALES, Scale
+from robustrain.reproduce.scale import MINI_EPOCHS, MINI_EVAL_N, SCALES, Scale
 from robustrain.reproduce.tables import TABLES, Row, Table
 from robustrain.utils.errors import ReproduceError
 
@@ -449,7 +449,7 @@ def format_plan(plan: Plan) -> str:
     if plan.scale.mini:
         lines.append("  mini override set on every row config: data.name=cifar10-mini data.root=null "
                      "data.batch_size=128 model=small_cnn (row's activation kept) "
-                     f"train.epochs=min(E,{plan.table.mini_epochs or MINI_EPOCHS}) eval.n={plan.table.mini_eval_n or 256}"
+                     f"train.epochs=min(E,{plan.table.mini_epochs or MINI_EPOCHS}) eval.n={plan.table.mini_eval_n or MINI_EVAL_N}"
                      " (awp.warmup kept as a fraction of the run)")
     lines.append("  harness overrides: seed=K eval.final_attacks=natural out_dir=OUT/<table>/<row> name=seedK "
                  "(+ method.helper=... for HAT, data.extra.* for Table 4, then --set)")

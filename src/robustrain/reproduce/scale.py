@@ -15,7 +15,7 @@ package, in a few CPU minutes per run, through one documented override set
 ``train.epochs``       min(row's epochs, 4) (a table may ask for more: the ``study``)
 ``eval.n``             256 held-out images per epoch (choice of ``best.pt``)
 ``awp.warmup``         AWP rows only: the warm-up kept as the same fraction of the run
-                       (TRADES+AWP's 9 of 100 epochs without AWP -> 1 of 12)
+                       (TRADES+AWP's 9 of 100 epochs without AWP -> 1 of 10)
 =====================  ===========================================================
 
 and evaluation of every column on the same images: all 1,017 test images (AutoAttack included; it
@@ -40,10 +40,13 @@ from dataclasses import dataclass
 from robustrain.config import Config
 from robustrain.utils.registry import Registry
 
-__all__ = ["Scale", "SCALES", "MINI_OVERRIDES", "MINI_EPOCHS", "mini_warmup"]
+__all__ = ["Scale", "SCALES", "MINI_OVERRIDES", "MINI_EPOCHS", "MINI_EVAL_N", "mini_warmup"]
 
 #: the most epochs a mini run trains (4 epochs of PGD-10 on cifar10-mini: ~4 min on 2 CPU cores)
 MINI_EPOCHS = 4
+
+#: held-out validation images a mini run evaluates per epoch (to choose ``best.pt``)
+MINI_EVAL_N = 256
 
 #: the fixed part of the mini override set (the model and epochs depend on the row)
 MINI_OVERRIDES = ("data.name=cifar10-mini", "data.root=null", "data.batch_size=128")
@@ -69,7 +72,7 @@ class Scale:
     needs_gpu: bool
     mini: bool
 
-    def overrides(self, cfg: Config, *, epochs: int = MINI_EPOCHS, eval_n: int = 256) -> list[str]:
+    def overrides(self, cfg: Config, *, epochs: int = MINI_EPOCHS, eval_n: int = MINI_EVAL_N) -> list[str]:
         """The overrides mapping ``cfg`` (a row's paper-scale config) to this scale.
 
         Args:

@@ -116,7 +116,7 @@ class Table:
     Attributes:
         name, title, columns, rows, note: as printed.
         mini_epochs: the most epochs a run trains at mini scale (None: the scale's default, 4).
-        mini_eval_n: held-out validation images evaluated per epoch at mini scale (None: 256).
+        mini_eval_n: held-out validation images evaluated per epoch at mini scale (None: the scale's, 256).
     """
 
     name: str
