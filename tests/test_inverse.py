@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustrain.attacks import bn_mode
 from robustrain.config import ConfigError, config_from_dict, load_config
 from robustrain.data.batch import Batch
 from robustrain.methods import (
@@ -188,9 +189,9 @@ def test_one_universal_step_lowers_the_class_loss(model, beta):
     n = 64
     x = torch.rand(n, *IMAGE, generator=g)
     y = torch.full((n,), 2)  # one class: its z_c is the universal direction for all of them
-    feat_nat = method.targets.natural_features(model, x) if beta else None
+    feat_nat = method.targets.features(model, x) if beta else None
     x_far = (x + 0.03 * torch.randn(x.shape, generator=g)).clamp(0, 1)  # stands in for x^
-    feat_adv = method.targets.natural_features(model, x_far) if beta else None
+    feat_adv = method.targets.features(model, x_far) if beta else None
     with torch.no_grad():
         ce_before = F.cross_entropy(model(x), y, reduction="none")
     x_inv = method.targets.universal_inverse(model, x, y, feat_nat, feat_adv, beta)
@@ -214,10 +215,16 @@ def test_instance_inverse_is_in_the_ball_and_lowers_the_loss(model):
 
 
 # --------------------------------------------------------------------------- schedules
+def target_forward(model, x: torch.Tensor) -> torch.Tensor:
+    """A detached target as the methods compute it by default: softmax f(x) with BatchNorm on
+    the batch's own statistics and the running statistics untouched (issue 19)."""
+    with torch.no_grad(), bn_mode(model, "train_frozen_stats"):
+        return softmax_rows(model(x))
+
+
 def expected_target(model, method, batch) -> torch.Tensor:
-    """softmax f(clip(x + z_y)) with the method's (updated) z, eval-mode model."""
-    with torch.no_grad():
-        return softmax_rows(model(inv.apply_universal_perturbation(batch.x, method.targets.z, batch.y)))
+    """softmax f(clip(x + z_y)) with the method's (updated) z, batch statistics."""
+    return target_forward(model, inv.apply_universal_perturbation(batch.x, method.targets.z, batch.y))
 
 
 def test_momentum_arithmetic_across_T(model):
@@ -255,7 +262,8 @@ def test_momentum_off_and_instance_wise_switches(model):
     method = create_method("uiat", ctx(), steps=1, universal=False, momentum=False, steps_inv=2)
     assert not hasattr(method.targets, "z") and not hasattr(method.targets, "momentum_p")
     out = method(model, make_batch())
-    assert torch.isfinite(out.loss) and set(out.metrics) == {"loss_ce", "loss_reg", "acc_adv", "acc_target"}
+    assert torch.isfinite(out.loss) and set(out.metrics) == {"loss_ce", "loss_reg", "acc_adv", "acc_target",
+                                                          "target_p_max", "target_majority"}
 
 
 class Counter:
@@ -280,8 +288,7 @@ def test_oneoff_schedule_across_T_prime(model):
             model.calls = 0
             out = method(model, b)
             assert model.calls == K + 2
-            with torch.no_grad():
-                p_nat = softmax_rows(model(b.x))
+            p_nat = target_forward(model, b.x)
             assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(p_nat, out.logits)), abs=1e-5)
     assert gen.calls == 0 and not method.targets.oneoff_seen.any() and torch.equal(method.targets.z, z0)
 
@@ -289,7 +296,7 @@ def test_oneoff_schedule_across_T_prime(model):
     for b in batches:
         model.calls = 0
         out = method(model, b)
-        assert model.calls == K + 4  # + F(x), one universal step, f(x~)
+        assert model.calls == K + 5  # + F(x), F(x^), one universal step, f(x~)
         p_inv = expected_target(model, method, b)
         torch.testing.assert_close(method.targets.oneoff_p[b.idx], p_inv)
         assert float(out.metrics["loss_reg"]) == pytest.approx(float(kl_by_hand(p_inv, out.logits)), abs=1e-5)
@@ -329,14 +336,15 @@ def test_forward_and_backward_counts(model):
     batch = make_batch()
     cases = [  # name, params, epoch (of 4), forwards, backwards incl. the parameter backward
         ("pgd_at", {}, 0, K + 1, K + 1),
-        ("iat", {"steps_inv": n}, 0, K + n + 3, K + n + 1),
+        ("iat", {"steps_inv": n}, 0, K + n + 4, K + n + 1),
+        ("iat", {"steps_inv": n, "adv_features": "training_forward"}, 0, K + n + 3, K + n + 1),
         ("iat", {"steps_inv": n, "beta": 0.0}, 0, K + n + 2, K + n + 1),
-        ("uiat", {}, 0, K + 4, K + 2),
+        ("uiat", {}, 0, K + 5, K + 2),
         ("uiat", {"feature_reg": False}, 0, K + 3, K + 2),
-        ("uiat", {"universal": False, "steps_inv": n}, 0, K + n + 3, K + n + 1),
-        ("uiat", {"detach_target": False}, 0, K + 4, K + 3),  # the loss also backs through f(x~)
+        ("uiat", {"universal": False, "steps_inv": n}, 0, K + n + 4, K + n + 1),
+        ("uiat", {"detach_target": False}, 0, K + 5, K + 3),  # the loss also backs through f(x~)
         ("uiat_oneoff", {}, 0, K + 2, K + 1),  # before T' (epochs=4 -> T' = 3)
-        ("uiat_oneoff", {}, 3, K + 4, K + 2),
+        ("uiat_oneoff", {}, 3, K + 5, K + 2),
         ("uiat_oneoff", {"oneoff_epoch": 0.5}, 3, K + 1, K + 1),  # after T' = 2
         ("pgd_at+uiat", {}, 0, K + 1 + 1, K + 1),
         ("pgd_at+uiat", {}, 3, K + 1 + 2, K + 1 + 1),
@@ -499,15 +507,14 @@ def test_plugin_adds_lam_kl_to_the_base_loss(model, base, epoch):
     # the base loss from the returned logits: CE on the adversarial (pgd_at) / natural (standard) logits
     base_loss = F.cross_entropy(out.logits.detach(), batch.y)
     if epoch == 0:
-        with torch.no_grad():
-            target = softmax_rows(model(batch.x))
+        target = target_forward(model, batch.x)
     else:
         target = expected_target(model, method, batch)
     kl = kl_by_hand(target, out.logits)
     assert float(out.loss.detach()) == pytest.approx(float(base_loss) + 2.0 * float(kl), abs=1e-5)
     assert float(out.metrics["loss_uiat"]) == pytest.approx(float(kl), abs=1e-6)
     base_keys = {"pgd_at": {"loss_ce", "acc_adv"}, "standard": {"loss_ce", "acc_nat"}}[base]
-    assert set(out.metrics) == base_keys | {"loss_uiat", "acc_target"}
+    assert set(out.metrics) == base_keys | {"loss_uiat", "acc_target", "target_p_max", "target_majority"}
     if base == "standard":
         with torch.no_grad():
             torch.testing.assert_close(out.logits, model(batch.x))
@@ -644,3 +651,81 @@ def test_no_host_syncs_in_the_methods():
     # doctest lines (>>> and ... continuations) may read values back; the code may not
     code = "\n".join(line for line in src.splitlines() if not line.strip().startswith((">>>", "...")))
     assert not re.search(r"\.(item|cpu|numpy|tolist)\(", code)
+
+
+# --------------------------------------------------------------------------- issue 19: BN mode of the target
+def _perturb_running_stats(model: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 5 + 0.1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_regulariser_gradient_vanishes_when_target_input_is_the_student_input(model, seed):
+    """x~ = x^ and a detached target: KL(p || f(x^)) has zero gradient on the logits whatever
+    the running statistics, because the target forward uses the student's batch statistics.
+    An eval-mode target (running statistics) does not: the old default pulled the student
+    toward a different, sharper prediction (issue 19)."""
+    _perturb_running_stats(model, seed)
+    x = make_batch().x
+    model.train()
+    for mode, zero in (("train_frozen_stats", True), ("train", True), ("eval", False)):
+        t = inv.InverseTargets(ctx(), eps_inv=4 / 255, init_std_inv=0.001, bn_mode="eval", target_bn_mode=mode,
+                           detach_target=True)
+        running = [b.clone() for b in model.buffers()]
+        target = t.predict(model, x)
+        if mode == "train_frozen_stats":  # the target forward leaves the running statistics alone
+            assert all(torch.equal(a, b) for a, b in zip(running, model.buffers()))
+        logits = model(x).detach().requires_grad_(True)  # the student: train mode, batch statistics
+        (grad,) = torch.autograd.grad(uiat_regulariser(logits, target), logits)
+        # d KL / d logits = (q - p) / N: zero exactly when the target equals the student
+        if zero:
+            assert float(grad.abs().max()) < 1e-6, mode
+        else:
+            assert float(grad.abs().max()) > 1e-3, mode
+
+
+def test_target_bn_mode_defaults_and_legacy_values():
+    for name in ("iat", "uiat", "uiat_oneoff", "pgd_at+uiat"):
+        method = create_method(name, ctx())
+        assert method.targets.target_bn_mode == "train_frozen_stats" and method.targets.bn_mode == "eval"
+    for name in ("uiat", "uiat_oneoff"):
+        assert create_method(name, ctx()).params.adv_features == "generation"
+    old = create_method("uiat", ctx(), target_bn_mode="eval", adv_features="training_forward")
+    assert old.targets.target_bn_mode == "eval"
+    with pytest.raises(ValueError, match="target_bn_mode"):
+        create_method("uiat", ctx(), target_bn_mode="batch")
+    with pytest.raises(ValueError, match="adv_features"):
+        create_method("uiat", ctx(), adv_features="nope")
+
+
+def test_feature_triplet_is_in_the_generation_mode(model, monkeypatch):
+    """F(x), F(x^) and F(x~) of L_Inv all come from forwards in the generation bn_mode by default;
+    ``adv_features=training_forward`` reuses the train-mode forward's features for F(x^)."""
+    modes = []
+    real = inv.targets.logits_and_features
+
+    def spy(net, x):
+        modes.append(net.training)
+        return real(net, x)
+
+    monkeypatch.setattr(inv.targets, "logits_and_features", spy)
+    model.train()
+    method = create_method("uiat", ctx(), steps=1)
+    method(model, make_batch())
+    assert modes == [False, False, False]  # F(x), F(x^) (features()), F(x~) (the z step), all eval
+    modes.clear()
+    method = create_method("uiat", ctx(), steps=1, adv_features="training_forward")
+    method(model, make_batch())
+    assert modes == [False, False]  # F(x) and F(x~); F(x^) came from the training forward
+
+
+def test_target_metrics_report_collapse_signs(model):
+    method = create_method("uiat", ctx(), steps=1)
+    out = method(model, make_batch())
+    for key in ("target_p_max", "target_majority"):
+        assert 0.0 < float(out.metrics[key]) <= 1.0
+    assert float(out.metrics["target_majority"]) >= 1.0 / C

@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from robustrain.artifacts import RunDir, load_checkpoint
-    from robustrain.config import config_from_dict, dump_config, load_config
+    from robustrain.config import config_from_dict, dump_config, load_config, upgrade_saved_config
     from robustrain.train import fit
 
     if args.resume:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--resume takes neither --download nor --print-config (the run's config is in "
                              f"{RunDir(args.resume).config})")
         run_dir = RunDir(args.resume)
-        cfg = config_from_dict(load_checkpoint(run_dir.last)["config"])
+        cfg = config_from_dict(upgrade_saved_config(load_checkpoint(run_dir.last)["config"]))
         fit(cfg, run_dir=run_dir.path, resume=True, progress=args.progress, resume_overrides=list(args.overrides))
         return 0
     overrides = list(args.overrides) + (["data.download=true"] if args.download else [])

@@ -30,6 +30,7 @@ from robustrain.config.schema import (
     ScheduleConfig,
     TrainConfig,
 )
+from robustrain.config.validate import upgrade_saved_config
 
 __all__ = [
     "CONFIG_DIR",
@@ -50,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "coerce",
     "config_from_dict",
+    "upgrade_saved_config",
     "config_to_dict",
     "dataclass_from_mapping",
     "dump_config",

@@ -238,6 +238,37 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
         raise ConfigError(one_line(str(e))) from None
 
 
+def upgrade_saved_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's SAVED (resolved) config with the method fields it predates filled in with the
+    values the run was trained with (each Params' ``LEGACY`` mapping, e.g. the inverse family's
+    ``target_bn_mode: eval`` from before issue 19), so that ``--resume`` continues an old run
+    as it was trained instead of switching it to today's defaults.
+
+    A resolved config lists every field, so a missing one means the run predates it. Only for
+    configs read back from a run (``last.pt``), never for a user's YAML.
+
+    Example:
+        >>> upgrade_saved_config({"method": {"name": "uiat", "lam": 3.5}})["method"]["target_bn_mode"]
+        'eval'
+    """
+    out = dict(data)
+    method = out.get("method")
+    name = method.get("name") if isinstance(method, Mapping) else None
+    if not isinstance(name, str):
+        return out
+    try:
+        base, plugin = split_method_name(name)
+        classes = [METHODS.get(base).Params] + ([PLUGINS.get(plugin).Params] if plugin else [])
+    except KeyError:
+        return out  # config_from_dict names the unknown method
+    section = dict(method)
+    for cls in classes:
+        for key, value in getattr(cls, "LEGACY", {}).items():
+            section.setdefault(key, value)
+    out["method"] = section
+    return out
+
+
 def _expand_awp_suffix(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``method: pgd_at+awp`` -> ``method: pgd_at`` and an ``awp`` section with the official
     settings of the base method (:func:`~robustrain.config.schema.awp_defaults`); keys the

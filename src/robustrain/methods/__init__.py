@@ -13,7 +13,10 @@ a new family's module imported below has its ``<name>+uiat`` with no further cod
 
 # the method modules are imported for their registrations too
 from robustrain.methods import at, hat, inverse, reweight, single_step  # noqa: F401
-from robustrain.methods.at import MART, PGDAT, TRADES, MARTParams, PGDATParams, Standard, StandardParams, TRADESParams
+from robustrain.methods.at import (
+    MART, PGDAT, TRADES, MARTParams, PGDATParams, Standard, StandardParams, TRADESParams, majority_fraction,
+    prediction_stats,
+)
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.hat import HAT, HATParams
 from robustrain.methods.inverse import (
@@ -107,11 +110,13 @@ __all__ = [
     "kl_div",
     "kl_from_logits",
     "l1_per_example",
+    "majority_fraction",
     "mart_loss",
     "method_entries",
     "method_fields",
     "method_names",
     "method_params",
+    "prediction_stats",
     "split_method_name",
     "split_params",
     "trades_loss",

@@ -45,6 +45,8 @@ __all__ = [
     "TRADES",
     "TRADESParams",
     "accuracy",
+    "majority_fraction",
+    "prediction_stats",
     "trades_adversary",
     "two_view_metrics",
 ]
@@ -53,6 +55,44 @@ __all__ = [
 def accuracy(logits: Tensor, y: Tensor) -> Tensor:
     """Detached 0-dim accuracy tensor (stays on the device: no host sync)."""
     return (logits.detach().argmax(dim=1) == y).float().mean()
+
+
+def majority_fraction(pred: Tensor, num_classes: int) -> Tensor:
+    """Fraction (0-dim, on the device) of the labels ``pred`` (N,) that are the most frequent one:
+    1.0 when every example is given one class.
+
+    Example:
+        >>> float(majority_fraction(torch.tensor([2, 2, 0, 2]), 3))
+        0.75
+    """
+    # index_add_ into a fixed-size buffer: no host sync (torch.bincount sizes its output from
+    # pred.max(), a read back to the host on CUDA)
+    counts = torch.zeros(num_classes, device=pred.device, dtype=torch.float32)
+    counts.index_add_(0, pred, torch.ones_like(pred, dtype=torch.float32))
+    return counts.max() / max(pred.numel(), 1)
+
+
+def prediction_stats(scores: Tensor, prefix: str = "", *, probs: bool = False) -> dict[str, Tensor]:
+    """Signs of a one-class collapse (issue 19) in one batch's predictions, detached device tensors.
+
+    Args:
+        scores: (N, C) logits, or probabilities with ``probs=True``.
+        prefix: added to the key names (``target_``: a method's target distribution).
+        probs: ``scores`` are already probabilities.
+
+    Returns:
+        ``{prefix}p_max``: the mean max-probability (1/C = uniform, 1 = certain);
+        ``{prefix}majority``: the fraction of the batch given to its most frequent class.
+
+    Example:
+        >>> s = prediction_stats(torch.tensor([[0.5, 0.5], [0.9, 0.1]]), "target_", probs=True)
+        >>> round(float(s["target_p_max"]), 4), float(s["target_majority"])
+        (0.7, 1.0)
+    """
+    scores = scores.detach().float()
+    p = scores if probs else torch.softmax(scores, dim=1)
+    return {f"{prefix}p_max": p.max(dim=1).values.mean(),
+            f"{prefix}majority": majority_fraction(p.argmax(dim=1), p.shape[1])}
 
 
 def two_view_metrics(terms: LossTerms | HATTerms, logits_nat: Tensor, logits_adv: Tensor, y: Tensor) -> dict[str, Tensor]:

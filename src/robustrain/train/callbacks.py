@@ -25,14 +25,45 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import Tensor, nn
+
+from robustrain.attacks import bn_mode
 from robustrain.build import Run
 from robustrain.config import Config
 from robustrain.eval.robust import build_eval_attacks, evaluate_attacks
+from robustrain.methods import majority_fraction
 
 if TYPE_CHECKING:  # annotations only: state.py imports this module
     from robustrain.train.state import TrainState
 
-__all__ = ["BestCheckpoint", "Callback", "OverfitGuard", "default_callbacks"]
+__all__ = ["BestCheckpoint", "Callback", "ONE_CLASS", "OverfitGuard", "default_callbacks", "one_class_share"]
+
+#: a model that gives this fraction of a balanced image set to ONE class has collapsed (issue 19:
+#: UIAT's eval-mode target drove small models to one class early in training)
+ONE_CLASS = 0.8
+
+
+def one_class_share(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int,
+                    device: torch.device | str) -> tuple[float, int, float]:
+    """(fraction of ``x`` given to the most frequent predicted class, that class, natural
+    accuracy) of ``model`` in fp32 eval mode (running statistics), the mode of every evaluation.
+
+    Example:
+        >>> net = nn.Linear(2, 3)
+        >>> with torch.no_grad():
+        ...     _ = net.bias.copy_(torch.tensor([0.0, 9.0, 0.0]))
+        >>> one_class_share(net, torch.zeros(4, 2), torch.tensor([1, 1, 0, 2]), batch_size=2, device="cpu")
+        (1.0, 1, 0.5)
+    """
+    preds = []
+    with torch.no_grad(), bn_mode(model, "eval"):
+        for i in range(0, x.shape[0], batch_size):
+            preds.append(model(x[i:i + batch_size].to(device).float()).argmax(dim=1).cpu())
+    pred = torch.cat(preds)
+    counts = torch.bincount(pred)
+    share = float(majority_fraction(pred, counts.numel()))
+    return share, int(counts.argmax()), float((pred == y.cpu()).float().mean())
 
 
 class Callback:
@@ -60,7 +91,13 @@ class OverfitGuard(Callback):
 
     When it falls below ``(1 - drop)`` times the best seen so far the epoch is flagged
     (``record["catastrophic_overfitting"] = True``), a warning is printed and, with ``stop``,
-    training ends (``best.pt`` keeps the best model). The batch is ``run.guard_x`` (images of the
+    training ends (``best.pt`` keeps the best model).
+
+    It also watches for a one-class collapse, whatever the method: when the natural predictions
+    on the guard images or on the held-out validation images give :data:`ONE_CLASS` (80%) or
+    more of them to one class, the epoch is flagged (``record["one_class_collapse"]``) and a
+    warning names the epoch, the class, the share and the natural accuracy. The shares are in
+    ``record["guard"]`` (``majority``, ``val_majority``) every epoch. The batch is ``run.guard_x`` (images of the
     training part, not of the validation split); the model
     evaluated is the raw model (not the EMA), in fp32 and eval mode.
 
@@ -106,6 +143,7 @@ class OverfitGuard(Callback):
         previous = self.best
         collapsed = self.update(acc)
         record["guard"] = {self.attack: acc, "best": self.best}
+        self._check_one_class(run, state.epoch, record)
         if collapsed:
             record["catastrophic_overfitting"] = True
             if self.verbose:
@@ -115,6 +153,25 @@ class OverfitGuard(Callback):
                       + ("; stopping (guard.stop=true), best.pt keeps the best model" if self.stop
                          else " (guard.stop=true would stop the run here)"), file=sys.stderr, flush=True)
         return collapsed and self.stop
+
+    def _check_one_class(self, run: Run, epoch: int, record: dict[str, Any]) -> None:
+        """Record the guard's and the held-out images' one-class shares; warn at a collapse."""
+        found = []
+        for key, what, x, y in (("majority", "guard images", run.guard_x, run.guard_y),
+                                ("val_majority", "held-out validation images", run.eval_x, run.eval_y)):
+            share, cls, acc = one_class_share(run.model, x, y, batch_size=self.batch_size, device=run.device)
+            record["guard"][key] = share
+            if share >= ONE_CLASS:
+                found.append(f"{100 * share:.1f}% of the {x.shape[0]} {what} are given class {cls} "
+                             f"(natural accuracy {100 * acc:.1f}%)")
+        if not found:
+            return
+        record["one_class_collapse"] = True
+        if self.verbose:
+            print(f"robustrain: warning: one-class collapse at epoch {epoch}: " + "; ".join(found)
+                  + ". The model predicts one class whatever the input: lower the lr or the method's "
+                  "regulariser weight, or check that its loss targets use batch statistics (issue 19)",
+                  file=sys.stderr, flush=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}

@@ -52,8 +52,9 @@ from tqdm.auto import tqdm
 
 from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.build import Run, build_run
-from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides
+from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides, upgrade_saved_config
 from robustrain.eval.robust import PROTOCOL, evaluate_checkpoint, format_table
+from robustrain.methods import prediction_stats
 from robustrain.schedules import lr_at, momentum_at
 from robustrain.train.awp import AWP
 from robustrain.train.callbacks import BestCheckpoint, Callback, default_callbacks
@@ -123,9 +124,11 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     awp = AWP(cfg.awp.gamma, cfg.awp.warmup) if cfg.awp.enabled else None
     if awp is not None and not awp.active(epoch):
         awp = None  # the official warm-up: no AWP before 1-based epoch awp.warmup
-    sums: dict[str, torch.Tensor] = {}
+    sums: dict[str, torch.Tensor] = {}  # the epoch's per-sample sums
+    interval: dict[str, torch.Tensor] = {}  # the same since the last log point
     n_seen = torch.zeros((), device=run.device)
-    interval_loss = torch.zeros((), device=run.device)
+    interval_n = torch.zeros((), device=run.device)
+    steps_log: list[dict[str, float]] = []
     lr = cfg.optim.lr
     bar = tqdm(run.loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                disable=not progress, leave=False, dynamic_ncols=True)
@@ -156,25 +159,34 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
         state.step += 1
         bs = batch.y.shape[0]
         n_seen += bs
-        interval_loss += out.loss.detach().float()
-        _accumulate(sums, "loss", out.loss.detach().float() * bs)
-        _accumulate(sums, "acc", (out.logits.detach().argmax(1) == batch.y).sum().float())
-        for k, v in out.metrics.items():
-            _accumulate(sums, k, v.detach().float() * bs)
+        interval_n += bs
+        logits = out.logits.detach()
+        step_sums = {"loss": out.loss.detach().float() * bs, "acc": (logits.argmax(1) == batch.y).sum().float()}
+        step_sums.update({k: v.detach().float() * bs for k, v in out.metrics.items()})
+        # signs of a one-class collapse, for every method (issue 19)
+        step_sums.update({k: v * bs for k, v in prediction_stats(logits).items()})
+        for k, v in step_sums.items():
+            _accumulate(sums, k, v)
+            _accumulate(interval, k, v)
         if (i + 1) % cfg.train.log_every == 0 or i + 1 == steps_per_epoch:
-            # the mean over ranks: every rank takes the same NaN decision
-            mean_loss = (ddp.all_reduce_sum(interval_loss)
-                         / (((i % cfg.train.log_every) + 1) * ddp.get_world_size())).item()
-            interval_loss.zero_()
-            if not math.isfinite(mean_loss):
-                raise NonFiniteLossError(_nan_advice(mean_loss, epoch, state.step, cfg.optim.lr, run_dir))
+            # one host read per log point; means over ranks, so every rank takes the same NaN decision
+            means = _means(interval, interval_n)
+            interval.clear()
+            interval_n = torch.zeros((), device=run.device)
+            if not math.isfinite(means["loss"]):
+                raise NonFiniteLossError(_nan_advice(means["loss"], epoch, state.step, cfg.optim.lr, run_dir))
+            steps_log.append({"step": state.step, "lr": lr, **means})
             if progress:
-                bar.set_postfix(loss=f"{mean_loss:.3f}",
+                bar.set_postfix(loss=f"{means['loss']:.3f}",
                                 acc=f"{(sums['acc'] / n_seen).item():.3f}", lr=f"{lr:.4f}")
-    totals = ddp.all_reduce_sum(torch.stack([*sums.values(), n_seen]))  # sums over ranks
-    train_metrics = {k: v for k, v in zip(sums, (totals[:-1] / totals[-1]).tolist())}
-    return {"epoch": epoch + 1, "step": state.step, "lr": lr, "train": train_metrics,
-            "epoch_time_s": time.perf_counter() - t0}
+    return {"epoch": epoch + 1, "step": state.step, "lr": lr, "train": _means(sums, n_seen),
+            "steps": steps_log, "epoch_time_s": time.perf_counter() - t0}
+
+
+def _means(sums: dict[str, torch.Tensor], n: torch.Tensor) -> dict[str, float]:
+    """Per-sample means of device sums over every rank (one all-reduce, one host read)."""
+    totals = ddp.all_reduce_sum(torch.stack([*sums.values(), n]))
+    return dict(zip(sums, (totals[:-1] / totals[-1]).tolist()))
 
 
 def _method_loss(run: Run, train_model: nn.Module, batch: Any) -> torch.Tensor:
@@ -214,7 +226,8 @@ RESUME_OVERRIDES = ("optim.lr", "train.log_every", "eval.every")
 
 def _resume_config(saved: dict[str, Any], overrides: Sequence[str]) -> tuple[Config, list[str]]:
     """The saved config with the allowed ``--resume`` overrides applied."""
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    # a run older than a method field resumes with the value it was trained with
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in upgrade_saved_config(saved).items()}
     applied = []
     for path, value in parse_overrides(overrides):
         key = ".".join(path)

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from robustrain.attacks.bn import BN_MODES
 from robustrain.attacks.functional import validate_attack_args
 from robustrain.data.batch import Batch
 from robustrain.methods.base import LossOutput, Method, MethodContext
@@ -18,9 +19,14 @@ from robustrain.methods.inverse.targets import InverseTargets, upgrade_legacy_st
 from robustrain.methods.losses import uiat_loss
 from robustrain.methods.params import PGDAdversaryParams
 from robustrain.methods.registry import METHODS
-from robustrain.utils.checks import check_budget, check_in_range, check_nonnegative, check_step
+from robustrain.utils.checks import check_budget, check_choice, check_in_range, check_nonnegative, check_step
 
-__all__ = ["IAT", "IATParams", "InverseParams", "UIAT", "UIATParams", "check_fraction"]
+__all__ = ["ADV_FEATURES", "IAT", "IATParams", "InverseParams", "UIAT", "UIATParams", "check_fraction"]
+
+#: where F(x^) of the feature regulariser comes from: ``generation`` = a no-grad forward on x^
+#: in the generation ``bn_mode`` (the same mode as F(x) and F(x~)); ``training_forward`` = the
+#: training forward's features, reused (batch statistics; one forward fewer; before issue 19)
+ADV_FEATURES = ("generation", "training_forward")
 
 
 def check_fraction(name: str, value: float) -> None:
@@ -41,9 +47,17 @@ class InverseParams(PGDAdversaryParams):
         init_std_inv: std of the inverse start x + init_std_inv N(0, 1) and of z's init (0.001).
         detach_target: the target p carries no gradient (True); False = gradient through
             the current-epoch term (a training forward on x~, or on x for one-off before T').
+        target_bn_mode: BatchNorm mode of the detached target forward softmax f(x~) (and of
+            one-off's f(x) before T'): ``train_frozen_stats`` (batch statistics, running
+            statistics not updated; default), ``train`` (batch statistics, updated) or
+            ``eval`` (running statistics: the pre-issue-19 default, which collapses to one
+            class early in training; kept for the ablation). See docs/teacher-forwards.md.
+        adv_features: source of F(x^) in L_Inv, ``generation`` (default) or
+            ``training_forward`` (:data:`ADV_FEATURES`).
         eps, alpha, steps, start: the training adversary x^ (PGD on CE, 8/255, 2/255, 10,
             uniform start; :class:`PGDAdversaryParams`).
-        bn_mode: mode of the attack's and the inverse generation's forwards (``eval``).
+        bn_mode: mode of the GENERATION forwards: the attack, F(x), F(x^), the inverse
+            steps (``eval``).
     """
 
     lam: float = 3.5
@@ -52,9 +66,17 @@ class InverseParams(PGDAdversaryParams):
     eps_inv: float = 4 / 255
     init_std_inv: float = 0.001
     detach_target: bool = True
+    target_bn_mode: str = "train_frozen_stats"
+    adv_features: str = "generation"
+
+    #: what a run's saved config means when it predates a field (issue 19): such a run was
+    #: trained with these values and resumes with them
+    LEGACY: ClassVar[dict[str, object]] = {"target_bn_mode": "eval", "adv_features": "training_forward"}
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("target_bn_mode", self.target_bn_mode, BN_MODES)
+        check_choice("adv_features", self.adv_features, ADV_FEATURES)
         check_nonnegative("lam", self.lam)
         check_nonnegative("beta", self.beta)
         check_budget("eps_inv", self.eps_inv)
@@ -135,7 +157,7 @@ class IAT(Method):
         >>> model = create_model("small_cnn", 10)
         >>> out = method(model, Batch(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), torch.arange(4)))
         >>> sorted(out.metrics)
-        ['acc_adv', 'acc_target', 'loss_ce', 'loss_reg']
+        ['acc_adv', 'acc_target', 'loss_ce', 'loss_reg', 'target_majority', 'target_p_max']
     """
 
     Params = IATParams
@@ -151,7 +173,8 @@ class IAT(Method):
         # z (universal) is drawn here, after the attack is built, as before the package split
         self.targets = InverseTargets(
             ctx, eps_inv=params.eps_inv, init_std_inv=params.init_std_inv, bn_mode=params.bn_mode,
-            detach_target=params.detach_target, alpha_inv=params.alpha_inv, steps_inv=params.steps_inv,
+            target_bn_mode=params.target_bn_mode, detach_target=params.detach_target,
+            alpha_inv=params.alpha_inv, steps_inv=params.steps_inv,
             alpha_universal=params.alpha_universal if uiat else None,
             gamma=params.gamma if uiat else None,
             momentum_start=params.momentum_start if uiat else None,
@@ -167,8 +190,7 @@ class IAT(Method):
         x, y = batch.x, batch.y
         beta = p.effective_beta
         x_adv = self.attack(model, x, y)
-        logits_adv, feat_adv = adversarial_forward(model, x_adv, features=bool(beta))
-        feat_nat = t.natural_features(model, x) if beta else None
+        logits_adv, feat_nat, feat_adv = adversarial_forward(model, x, x_adv, t.features, beta, p.adv_features)
         if self.universal:
             x_inv = t.universal_inverse(model, x, y, feat_nat, feat_adv, beta)
         else:

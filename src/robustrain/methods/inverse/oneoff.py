@@ -59,7 +59,8 @@ class UIATOneOff(Method):
         self.attack = params.attack()
         self.targets = InverseTargets(
             ctx, eps_inv=params.eps_inv, init_std_inv=params.init_std_inv, bn_mode=params.bn_mode,
-            detach_target=params.detach_target, alpha_universal=params.alpha_universal,
+            target_bn_mode=params.target_bn_mode, detach_target=params.detach_target,
+            alpha_universal=params.alpha_universal,
             oneoff_epoch=params.oneoff_epoch, universal=True, oneoff=True,
         )
 
@@ -73,8 +74,7 @@ class UIATOneOff(Method):
         # the features (of x^ and x) only matter for L_Inv, i.e. at T'
         beta = p.effective_beta if t.oneoff_phase(self.epoch) == "at" else 0.0
         x_adv = self.attack(model, x, y)
-        logits_adv, feat_adv = adversarial_forward(model, x_adv, features=bool(beta))
-        feat_nat = t.natural_features(model, x) if beta else None
+        logits_adv, feat_nat, feat_adv = adversarial_forward(model, x, x_adv, t.features, beta, p.adv_features)
         target, weight = t.oneoff_target(model, batch, feat_nat, feat_adv, beta, self.epoch)
         terms = uiat_loss(logits_adv, y, target, p.lam, weight)
         return LossOutput(terms.total, logits_adv, target_metrics(terms, logits_adv, target, y))

@@ -8,12 +8,12 @@ buffers and calls these.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from robustrain.methods.at import accuracy
+from robustrain.methods.at import accuracy, prediction_stats
 from robustrain.methods.losses import LossTerms, inverse_loss
 from robustrain.models.base import logits_and_features
 from robustrain.utils.distributed import all_reduce_sum
@@ -133,19 +133,45 @@ def inverse_attack_loss(num_classes: int, beta: float):
     return loss
 
 
-def adversarial_forward(model: nn.Module, x_adv: Tensor, features: bool) -> tuple[Tensor, Tensor | None]:
-    """The training forward on x^ (the trainer's mode); its features, detached, if asked."""
-    if features:
+def adversarial_forward(
+    model: nn.Module, x: Tensor, x_adv: Tensor, features: Callable[[nn.Module, Tensor], Tensor], beta: float,
+    adv_features: str,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The training forward on x^ (the trainer's mode) and, with the feature regulariser
+    (``beta`` > 0), L_Inv's F(x) and F(x^).
+
+    ``features`` is the generation-mode feature forward
+    (:meth:`~robustrain.methods.inverse.targets.InverseTargets.features`). F(x^) comes from it
+    (``adv_features="generation"``: one more no-grad forward, F(x), F(x^), F(x~) all in the
+    generation mode) or is the training forward's, detached (``"training_forward"``).
+
+    Returns:
+        (logits f(x^) with grad, F(x) or None, F(x^) or None).
+    """
+    if not beta:
+        return model(x_adv), None, None
+    if adv_features == "training_forward":
         logits, feats = logits_and_features(model, x_adv)
-        return logits, feats.detach()
-    return model(x_adv), None
+        feat_adv = feats.detach()
+    else:
+        logits, feat_adv = model(x_adv), None
+    # after the training forward, as before: F(x) sees this batch's running-statistics update
+    feat_nat = features(model, x)
+    if feat_adv is None:
+        feat_adv = features(model, x_adv)
+    return logits, feat_nat, feat_adv
 
 
 def target_metrics(terms: LossTerms, logits_adv: Tensor, target: Tensor, y: Tensor) -> dict[str, Tensor]:
-    """The metrics of ``iat`` / ``uiat`` / ``uiat_oneoff`` (device tensors, no host sync)."""
+    """The metrics of ``iat`` / ``uiat`` / ``uiat_oneoff`` (device tensors, no host sync):
+    the two loss terms, the accuracies of f(x^) and of the target p, and the target's
+    ``target_p_max`` / ``target_majority`` (:func:`~robustrain.methods.at.prediction_stats`; the
+    student's are the trainer's ``p_max`` / ``majority``): a target sharper than the student and
+    one class for the whole batch are how an early one-class collapse shows (issue 19)."""
     return {
         "loss_ce": terms.ce.detach(),
         "loss_reg": terms.reg.detach(),
         "acc_adv": accuracy(logits_adv, y),
         "acc_target": accuracy(target, y),  # accuracy of the target distribution p
+        **prediction_stats(target, "target_", probs=True),
     }

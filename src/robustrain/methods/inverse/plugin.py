@@ -27,7 +27,7 @@ from torch import nn
 
 from robustrain.attacks.bn import BN_MODES
 from robustrain.data.batch import Batch
-from robustrain.methods.at import accuracy
+from robustrain.methods.at import accuracy, prediction_stats
 from robustrain.methods.base import LossOutput, Method, MethodContext
 from robustrain.methods.inverse.iat import check_fraction
 from robustrain.methods.inverse.targets import InverseTargets, upgrade_legacy_state_dict
@@ -53,8 +53,11 @@ class UIATPluginParams:
         eps_inv: eps' (4/255).
         alpha_universal: alpha' of the universal step (4/255).
         init_std_inv: std of z's init (0.001).
-        inv_bn_mode: mode of the inverse generation's and the detached target's forwards
-            (``eval``); distinct from a base's ``bn_mode``.
+        inv_bn_mode: mode of the inverse generation's forwards (the z step; ``eval``);
+            distinct from a base's ``bn_mode``.
+        target_bn_mode: mode of the detached target forward (f(x) before T', f(x~) at T'):
+            ``train_frozen_stats`` (batch statistics, running statistics not updated); ``eval``
+            is the pre-issue-19 behaviour (see :class:`~robustrain.methods.inverse.InverseParams`).
         oneoff: one-off schedule (True, the paper's choice for single-step bases: natural
             target before T', universal inverse targets stored at T', reused after); False =
             a universal step every batch (as ``uiat``, CE only).
@@ -70,12 +73,16 @@ class UIATPluginParams:
     alpha_universal: float = 4 / 255
     init_std_inv: float = 0.001
     inv_bn_mode: str = "eval"
+    target_bn_mode: str = "train_frozen_stats"
     oneoff: bool = True
     oneoff_epoch: float = 0.8
     momentum: bool = True
     gamma: float = 0.9
     momentum_start: float = 0.75
     detach_target: bool = True
+
+    #: values of fields a run's saved config predates (it was trained with them): issue 19
+    LEGACY: ClassVar[dict[str, object]] = {"target_bn_mode": "eval"}
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -84,6 +91,7 @@ class UIATPluginParams:
         check_budget("eps_inv", self.eps_inv)
         check_step("alpha_universal", self.alpha_universal)
         check_choice("inv_bn_mode", self.inv_bn_mode, BN_MODES)
+        check_choice("target_bn_mode", self.target_bn_mode, BN_MODES)
         check_in_range("gamma", self.gamma, 0.0, 1.0)
         check_fraction("oneoff_epoch", self.oneoff_epoch)
         check_fraction("momentum_start", self.momentum_start)
@@ -98,7 +106,8 @@ class UIATPlugin(Method):
     and p the one-off target (default) or a per-batch universal inverse target with
     momentum; the inverse step is CE only (the base does not expose F(x^)). The base runs
     unchanged, as a submodule (its state under ``base.``, the targets' under ``targets.``).
-    Metrics: the base's, plus ``loss_uiat`` (the KL) and ``acc_target``.
+    Metrics: the base's, plus ``loss_uiat`` (the KL), ``acc_target`` and the target's
+    ``target_p_max`` / ``target_majority``.
 
     Args:
         base: the base method, already built (any :class:`Method`).
@@ -118,7 +127,7 @@ class UIATPlugin(Method):
         # z is drawn after the base is built (the order of the generated classes before)
         self.targets = InverseTargets(
             ctx, eps_inv=params.eps_inv, init_std_inv=params.init_std_inv, bn_mode=params.inv_bn_mode,
-            detach_target=params.detach_target, alpha_universal=params.alpha_universal,
+            target_bn_mode=params.target_bn_mode, detach_target=params.detach_target, alpha_universal=params.alpha_universal,
             gamma=params.gamma, momentum_start=params.momentum_start, oneoff_epoch=params.oneoff_epoch,
             universal=True, oneoff=params.oneoff, momentum=not params.oneoff and params.momentum,
         )
@@ -146,4 +155,5 @@ class UIATPlugin(Method):
         metrics = dict(out.metrics)
         metrics["loss_uiat"] = reg.detach()
         metrics["acc_target"] = accuracy(target, batch.y)
+        metrics.update(prediction_stats(target, "target_", probs=True))
         return LossOutput(out.loss + p.lam * reg, out.logits, metrics)

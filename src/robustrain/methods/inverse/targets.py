@@ -10,7 +10,8 @@ Example:
     >>> import torch
     >>> from robustrain.methods import MethodContext
     >>> ctx = MethodContext(num_classes=3, image_shape=(1, 2, 2), num_train=5, epochs=10)
-    >>> t = InverseTargets(ctx, eps_inv=0.1, init_std_inv=0.001, bn_mode="eval", detach_target=True,
+    >>> t = InverseTargets(ctx, eps_inv=0.1, init_std_inv=0.001, bn_mode="eval",
+    ...                    target_bn_mode="train_frozen_stats", detach_target=True,
     ...                    alpha_universal=0.1, momentum_start=0.5, universal=True, momentum=True)
     >>> sorted(t.state_dict()), t.momentum_start_epoch
     (['momentum_p', 'momentum_seen', 'z'], 5)
@@ -73,9 +74,15 @@ class InverseTargets(nn.Module):
         ctx: the run's facts (classes, image shape, training-set size, epochs).
         eps_inv: eps', the Linf radius of inverse perturbations.
         init_std_inv: std of z's init and of the instance-wise inverse start.
-        bn_mode: BatchNorm mode of F(x), the inverse steps and the detached target forward.
-        detach_target: the target carries no gradient (a no-grad forward in ``bn_mode``);
-            False = a training forward.
+        bn_mode: BatchNorm mode of the GENERATION forwards: F(x), F(x^), the inverse steps
+            (the z step or the instance-wise PGD).
+        target_bn_mode: BatchNorm mode of the detached TARGET forward softmax f(x~) (and of
+            one-off's natural target f(x) before T'): a loss target, so batch statistics
+            (``train_frozen_stats``) by default, as every reference code computes its loss
+            forwards in train mode; ``eval`` is the pre-issue-19 behaviour (running
+            statistics), which collapses small models early in training.
+        detach_target: the target carries no gradient (a no-grad forward in
+            ``target_bn_mode``); False = a training forward (the trainer's mode).
         alpha_universal: alpha' of the universal step (universal variants).
         alpha_inv, steps_inv: the instance-wise inverse PGD (``iat``).
         gamma, momentum_start: Eq. 8's gamma and T as a fraction of the run (with ``momentum``).
@@ -87,6 +94,7 @@ class InverseTargets(nn.Module):
 
     def __init__(
         self, ctx: MethodContext, *, eps_inv: float, init_std_inv: float, bn_mode: str, detach_target: bool,
+        target_bn_mode: str = "train_frozen_stats",
         alpha_universal: float | None = None, alpha_inv: float | None = None, steps_inv: int | None = None,
         gamma: float | None = None, momentum_start: float | None = None, oneoff_epoch: float | None = None,
         universal: bool = False, momentum: bool = False, oneoff: bool = False,
@@ -94,7 +102,7 @@ class InverseTargets(nn.Module):
         super().__init__()
         self.ctx = ctx
         self.eps_inv, self.init_std_inv = eps_inv, init_std_inv
-        self.bn_mode, self.detach_target = bn_mode, detach_target
+        self.bn_mode, self.target_bn_mode, self.detach_target = bn_mode, target_bn_mode, detach_target
         self.alpha_universal, self.alpha_inv, self.steps_inv = alpha_universal, alpha_inv, steps_inv
         self.gamma, self.momentum_start, self.oneoff_epoch = gamma, momentum_start, oneoff_epoch
         c, n = ctx.num_classes, ctx.num_train
@@ -125,8 +133,9 @@ class InverseTargets(nn.Module):
         return "before" if epoch < t else ("at" if epoch == t else "after")
 
     # ---- passes
-    def natural_features(self, model: nn.Module, x: Tensor) -> Tensor:
-        """F(x), once per batch, no grad, in the inverse step's bn_mode."""
+    def features(self, model: nn.Module, x: Tensor) -> Tensor:
+        """F(x) (or F(x^)), once per batch, no grad, in the generation mode ``bn_mode``: the
+        same mode as F(x~) inside the inverse steps, so L_Inv's three features are comparable."""
         with torch.no_grad(), bn_mode(model, self.bn_mode):
             return logits_and_features(model, x)[1]
 
@@ -172,9 +181,9 @@ class InverseTargets(nn.Module):
         return apply_universal_perturbation(x, self.z, y)
 
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
-        """softmax f(x) as a target: detached (no grad, bn_mode) or a training forward."""
+        """softmax f(x) as a target: detached (no grad, ``target_bn_mode``) or a training forward."""
         if self.detach_target:
-            with torch.no_grad(), bn_mode(model, self.bn_mode):
+            with torch.no_grad(), bn_mode(model, self.target_bn_mode):
                 return F.softmax(model(x), dim=1, dtype=torch.float32)
         return F.softmax(model(x), dim=1, dtype=torch.float32)
 
