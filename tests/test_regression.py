@@ -1,187 +1,151 @@
-"""Loss-curve regression (torchtune style): per-epoch metrics and final table of tiny CPU runs.
+"""Loss-curve regression (torchtune style) of tiny CPU runs: a refactor that changes numerics
+fails here, on any CPU (issue 22).
 
-Hard-coded values recorded with seed 0 before the layering redesign (issue 11); a refactor that
-changes numerics fails here. Re-record only for an intended numeric change, and say so in the commit.
-Re-recorded for issue 13 (selection split), an intended change: the runs now train on the synthetic
-training split less its 51 held-out validation images and select on those instead of test images.
+Convolutions round differently across CPU vendors and instruction sets, and sign-gradient
+attacks amplify the differences (a flipped sign moves a pixel by a whole step), so float results
+recorded on one machine are not exact on another. What is pinned, and how tightly:
+
+* exact: the metric names of every epoch record, the number of epochs and of per-step log
+  points, the selection protocol.
+* the first log point's mean loss (steps 1-2, before training has amplified any difference):
+  ``FIRST_RTOL`` = 1e-3.
+* every later training metric: ``|got - recorded| <= ATOL + RTOL * |recorded|`` with ATOL = 0.03,
+  RTOL = 0.05; held-out, guard and final accuracies within ``EVAL_IMAGES`` / ``GUARD_IMAGES`` /
+  ``FINAL_IMAGES`` images.
+
+How the tolerances were chosen: float differences between machines were stood in for by thread
+counts on one machine (1, 2 and 3 threads change the reduction order of every convolution, as a
+different CPU does), all three cases, measured 2026-12-07 with
+``python tests/test_regression.py --spread`` (2 threads against 1 and 3): training metrics differed by up to 0.039 absolute / 8.5% relative, using at
+most 49% of the ATOL + RTOL band above (issue 22's AMD EPYC run differed by up to 0.015 / 4%);
+the first log point's loss by at most 9e-5 relative; held-out PGD-20 after epoch 1 by up to 6 of
+51 images, the guard by up to 10 of 128, the final table by 1 of 64. Each image tolerance is
+twice its measured spread. The per-epoch accuracies of a two-epoch run are that chaotic because
+sign-gradient attacks amplify float differences: a flipped sign moves a pixel by a whole step.
+
+Re-record only for an intended numeric change, and say so in the commit:
+``python tests/test_regression.py --record`` rewrites ``tests/data/regression.json``.
+Re-recorded for issue 19 (UIAT's target in batch statistics; per-step logs and collapse metrics).
 """
 
+from __future__ import annotations
+
 import json
+import sys
+from pathlib import Path
 
 import pytest
-import torch
 from conftest import TINY
 
 from robustrain.config import load_config
 from robustrain.train import fit
 
-EXPECTED = {
-    "pgd_at": {
-        "overrides": [],
-        "train": [
-            {
-                "loss": 1.785831332206726,
-                "acc": 0.4446854591369629,
-                "loss_ce": 1.785831332206726,
-                "acc_adv": 0.4446854591369629
-            },
-            {
-                "loss": 0.1611199527978897,
-                "acc": 0.9869847893714905,
-                "loss_ce": 0.1611199527978897,
-                "acc_adv": 0.9869847893714905
-            }
-        ],
-        "eval": [
-            {
-                "natural": 1.0,
-                "pgd20": 0.7843137254901961
-            },
-            {
-                "natural": 1.0,
-                "pgd20": 0.9803921568627451
-            }
-        ],
-        "guard": [
-            {
-                "pgd": 0.78125,
-                "best": 0.78125
-            },
-            {
-                "pgd": 1.0,
-                "best": 1.0
-            }
-        ],
-        "final": {
-            "natural": 1.0,
-            "pgd20": 0.984375,
-            "cw30": 1.0
-        },
-        "best_epoch": 2
-    },
-    "uiat": {
-        "overrides": [
-            "method=uiat",
-            "method.steps=2",
-            "method.alpha=4/255",
-            "method.momentum_start=0.5"
-        ],
-        "train": [
-            {
-                "loss": 2.158596992492676,
-                "acc": 0.3687635660171509,
-                "loss_ce": 1.947252869606018,
-                "loss_reg": 0.06038404256105423,
-                "acc_adv": 0.3687635660171509,
-                "acc_target": 0.5618221163749695
-            },
-            {
-                "loss": 1.9754968881607056,
-                "acc": 0.9327548742294312,
-                "loss_ce": 1.0491195917129517,
-                "loss_reg": 0.2646791636943817,
-                "acc_adv": 0.9327548742294312,
-                "acc_target": 0.9587852358818054
-            }
-        ],
-        "eval": [
-            {
-                "natural": 0.803921568627451,
-                "pgd20": 0.4117647058823529
-            },
-            {
-                "natural": 1.0,
-                "pgd20": 0.9607843137254902
-            }
-        ],
-        "guard": [
-            {
-                "pgd": 0.5,
-                "best": 0.5
-            },
-            {
-                "pgd": 0.9921875,
-                "best": 0.9921875
-            }
-        ],
-        "final": {
-            "natural": 1.0,
-            "pgd20": 0.984375,
-            "cw30": 0.8125
-        },
-        "best_epoch": 2
-    },
-    "trades+uiat": {
-        "overrides": [
-            "method=trades+uiat",
-            "method.steps=2",
-            "method.alpha=4/255",
-            "method.oneoff_epoch=0.5"
-        ],
-        "train": [
-            {
-                "loss": 2.1044273376464844,
-                "acc": 0.44902387261390686,
-                "loss_ce": 1.7486830949783325,
-                "loss_reg": 0.024984335526823997,
-                "acc_nat": 0.5162689685821533,
-                "acc_adv": 0.44902387261390686,
-                "loss_uiat": 0.058810919523239136,
-                "acc_target": 0.4446854591369629
-            },
-            {
-                "loss": 1.044958233833313,
-                "acc": 0.8937093019485474,
-                "loss_ce": 0.5986018180847168,
-                "loss_reg": 0.042139533907175064,
-                "acc_nat": 0.9110628962516785,
-                "acc_adv": 0.8937093019485474,
-                "loss_uiat": 0.05529118329286575,
-                "acc_target": 0.9479392766952515
-            }
-        ],
-        "eval": [
-            {
-                "natural": 0.5882352941176471,
-                "pgd20": 0.49019607843137253
-            },
-            {
-                "natural": 1.0,
-                "pgd20": 0.9803921568627451
-            }
-        ],
-        "guard": [
-            {
-                "pgd": 0.484375,
-                "best": 0.484375
-            },
-            {
-                "pgd": 1.0,
-                "best": 1.0
-            }
-        ],
-        "final": {
-            "natural": 1.0,
-            "pgd20": 0.984375,
-            "cw30": 0.984375
-        },
-        "best_epoch": 2
-    }
+EXPECTED_FILE = Path(__file__).parent / "data" / "regression.json"
+CASES = {
+    "pgd_at": [],
+    "uiat": ["method=uiat", "method.steps=2", "method.alpha=4/255", "method.momentum_start=0.5"],
+    "trades+uiat": ["method=trades+uiat", "method.steps=2", "method.alpha=4/255", "method.oneoff_epoch=0.5"],
 }
+FIRST_RTOL = 1e-3
+ATOL, RTOL = 0.03, 0.05
+EVAL_IMAGES, GUARD_IMAGES, FINAL_IMAGES = 12, 20, 3
 
 
-@pytest.mark.parametrize("case", sorted(EXPECTED))
-def test_tiny_run_matches_recorded_metrics(case, tmp_path):
-    want = EXPECTED[case]
-    cfg = load_config(None, TINY + want["overrides"] + [f"out_dir={tmp_path}"])
+def run_case(case: str, out: Path) -> dict:
+    """One tiny run: its per-epoch records (no wall times) and its final table."""
+    cfg = load_config(None, TINY + CASES[case] + [f"out_dir={out}"])
     summary = fit(cfg, progress=False, verbose=False)
-    rows = [json.loads(line) for line in (tmp_path / cfg.run_name / "metrics.jsonl").read_text().splitlines()]
-    assert [sorted(r["train"]) for r in rows] == [sorted(t) for t in want["train"]]
-    for row, train, ev, guard in zip(rows, want["train"], want["eval"], want["guard"], strict=True):
-        got = torch.tensor([row["train"][k] for k in sorted(train)], dtype=torch.float64)
-        torch.testing.assert_close(got, torch.tensor([train[k] for k in sorted(train)], dtype=torch.float64),
-                                   rtol=1e-5, atol=1e-6)
-        assert row["eval"] == ev
-        assert row.get("guard") == guard
-    assert summary["final"] == want["final"]
-    assert summary["best_epoch"] == want["best_epoch"]
+    rows = [json.loads(line) for line in (out / cfg.run_name / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        for key in [k for k in row if k.endswith("time_s")]:
+            del row[key]
+    return {"rows": rows, "final": summary["final"], "selection": summary["selection"],
+            "n_val": summary["selection_split"]["n_evaluated"], "n_final": summary["n_test"], "n_guard": cfg.guard.n}
+
+
+def _close(got: float, want: float, atol: float, rtol: float) -> bool:
+    return abs(got - want) <= atol + rtol * abs(want)
+
+
+def _accuracy_close(got: dict, want: dict, n: int, images: int, where: str) -> None:
+    assert set(got) == set(want), where
+    for k in want:
+        assert abs(got[k] - want[k]) * n <= images + 1e-6, f"{where}.{k}: {got[k]} vs recorded {want[k]} ({n} images)"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tiny_run_matches_recorded_metrics(case, tmp_path):
+    want = json.loads(EXPECTED_FILE.read_text())[case]
+    got = run_case(case, tmp_path)
+    rows, rec = got["rows"], want["rows"]
+    assert len(rows) == len(rec)
+    assert [sorted(r["train"]) for r in rows] == [sorted(r["train"]) for r in rec]
+    assert [[sorted(s) for s in r["steps"]] for r in rows] == [[sorted(s) for s in r["steps"]] for r in rec]
+    assert [[s["step"] for s in r["steps"]] for r in rows] == [[s["step"] for s in r["steps"]] for r in rec]
+    assert got["selection"] == want["selection"]
+    first, first_rec = rows[0]["steps"][0]["loss"], rec[0]["steps"][0]["loss"]
+    assert _close(first, first_rec, 0.0, FIRST_RTOL), f"first logged loss {first} vs recorded {first_rec}"
+    assert (got["n_val"], got["n_guard"], got["n_final"]) == (want["n_val"], want["n_guard"], want["n_final"])
+    n_val, n_guard = want["n_val"], want["n_guard"]
+    for e, (row, r) in enumerate(zip(rows, rec), start=1):
+        for k, v in r["train"].items():
+            assert _close(row["train"][k], v, ATOL, RTOL), f"epoch {e} train.{k}: {row['train'][k]} vs recorded {v}"
+        _accuracy_close(row["eval"], r["eval"], n_val, EVAL_IMAGES, f"epoch {e} eval")
+        _accuracy_close({k: row["guard"][k] for k in ("pgd", "best")}, {k: r["guard"][k] for k in ("pgd", "best")},
+                        n_guard, GUARD_IMAGES, f"epoch {e} guard")
+    _accuracy_close(got["final"], want["final"], want["n_final"], FINAL_IMAGES, "final")
+
+
+def test_same_config_twice_is_bit_identical(tmp_path):
+    a = run_case("uiat", tmp_path / "a")
+    b = run_case("uiat", tmp_path / "b")
+    assert a == b
+
+
+def record() -> None:
+    """Rewrite ``tests/data/regression.json`` from runs on this machine, with the suite's two
+    threads (``conftest._two_threads``)."""
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(2)
+    out = {}
+    for case in sorted(CASES):
+        with tempfile.TemporaryDirectory() as tmp:
+            out[case] = run_case(case, Path(tmp))
+    EXPECTED_FILE.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {EXPECTED_FILE}")
+
+
+def spread() -> None:
+    """Print the largest difference of every pinned quantity between 2 threads and 1 / 3 threads."""
+    import tempfile
+
+    import torch
+
+    res = {}
+    for threads in (2, 1, 3):
+        torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            res[threads] = {case: run_case(case, Path(tmp) / case) for case in sorted(CASES)}
+    for case in sorted(CASES):
+        a = res[2][case]
+        for threads in (1, 3):
+            b = res[threads][case]
+            pairs = list(zip(b["rows"], a["rows"]))
+            band = max(abs(x["train"][k] - y["train"][k]) / (ATOL + RTOL * abs(y["train"][k]))
+                       for x, y in pairs for k in y["train"])
+            ev = max(abs(x["eval"][k] - y["eval"][k]) * a["n_val"] for x, y in pairs for k in y["eval"])
+            guard = max(abs(x["guard"]["pgd"] - y["guard"]["pgd"]) * a["n_guard"] for x, y in pairs)
+            final = max(abs(b["final"][k] - a["final"][k]) * a["n_final"] for k in a["final"])
+            l0, l1 = b["rows"][0]["steps"][0]["loss"], a["rows"][0]["steps"][0]["loss"]
+            print(f"{case} {threads} threads: train {100 * band:.0f}% of the band, first loss "
+                  f"{abs(l0 - l1) / abs(l1):.1e} rel, eval {ev:.0f} / guard {guard:.0f} / final {final:.0f} images")
+
+
+if __name__ == "__main__":
+    modes = {"--record": record, "--spread": spread}
+    if len(sys.argv) != 2 or sys.argv[1] not in modes:
+        sys.exit("usage: python tests/test_regression.py --record | --spread")
+    modes[sys.argv[1]]()

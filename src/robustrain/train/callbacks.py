@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from robustrain.attacks import bn_mode
 from robustrain.build import Run
 from robustrain.config import Config
+from robustrain.data.batch import to_unit_float
 from robustrain.eval.robust import build_eval_attacks, evaluate_attacks
 from robustrain.methods import majority_fraction
 
@@ -48,6 +49,7 @@ def one_class_share(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int,
                     device: torch.device | str) -> tuple[float, int, float]:
     """(fraction of ``x`` given to the most frequent predicted class, that class, natural
     accuracy) of ``model`` in fp32 eval mode (running statistics), the mode of every evaluation.
+    ``x``: uint8 (0..255) or float [0, 1] images.
 
     Example:
         >>> net = nn.Linear(2, 3)
@@ -59,7 +61,7 @@ def one_class_share(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int,
     preds = []
     with torch.no_grad(), bn_mode(model, "eval"):
         for i in range(0, x.shape[0], batch_size):
-            preds.append(model(x[i:i + batch_size].to(device).float()).argmax(dim=1).cpu())
+            preds.append(model(to_unit_float(x[i:i + batch_size].to(device))).argmax(dim=1).cpu())
     pred = torch.cat(preds)
     counts = torch.bincount(pred)
     share = float(majority_fraction(pred, counts.numel()))
