@@ -128,7 +128,7 @@ def test_missing_pyautoattack_warns_with_install_hint(data, monkeypatch):
     report = _audit(model, x[:16], y[:16])
     for key in ("black_box", "losses", "autoattack_flags"):
         check = report.check(key)
-        assert check.status == WARN and "pip install -e '.[autoattack]'" in check.reason, (key, check.reason)
+        assert check.status == WARN and "pip install 'pyautoattack>=0.2'" in check.reason, (key, check.reason)
 
 
 @pytest.mark.parametrize("numbers, status", [

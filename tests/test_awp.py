@@ -115,6 +115,20 @@ def test_awp_config_and_suffix():
     assert AWP(0.005, 10).active(9) and not AWP(0.005, 10).active(8)
 
 
+def test_awp_label_and_a_warmup_longer_than_the_run_is_said(tiny_overrides, capsys):
+    """Issue 23: trades+awp at the default length trained plain TRADES without a word."""
+    short = load_config(None, ["method=trades+awp", "train.epochs=4"])
+    assert short.method_label == "trades+awp" and load_config(None, ["method=trades"]).method_label == "trades"
+    assert "never switches on" in short.awp_note() and "plain trades" in short.awp_note()
+    assert "on from epoch 10" in load_config(None, ["method=trades+awp", "train.epochs=12"]).awp_note()
+    assert load_config(None, ["method=pgd_at+awp"]).awp_note() is None
+    cfg = load_config(None, tiny_overrides + ["method=pgd_at+awp", "awp.warmup=5", "eval.final_attacks=natural"])
+    fit(cfg, progress=False, verbose=True)
+    out = capsys.readouterr().out
+    assert "pgd_at+awp on synthetic" in out and "note: awp.warmup=5 is longer than the run (2 epochs)" in out
+    assert "pgd_at+awp / small_cnn, best.pt" in out
+
+
 def test_awp_off_is_the_default_and_changes_nothing(tiny_overrides):
     a = load_config(None, tiny_overrides)
     b = load_config(None, tiny_overrides + ["awp.gamma=0"])

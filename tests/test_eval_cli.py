@@ -132,6 +132,6 @@ def test_aa_version_flag_and_kept_state(ckpt, tmp_path, capsys, monkeypatch):
 def test_missing_pyautoattack_exit_1_with_install_hint(ckpt, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyautoattack", None)
     assert _eval(ckpt, "--attacks", "natural,aa") == 1
-    assert "pip install -e '.[autoattack]'" in _one_line_error(capsys)
+    assert "pip install 'pyautoattack>=0.2'" in _one_line_error(capsys)
     # without AutoAttack the package is not needed
     assert _eval(ckpt, "--attacks", "natural", "--n", "4") == 0

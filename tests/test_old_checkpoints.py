@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from robustrain.artifacts import export_model, load_checkpoint, load_model
-from robustrain.config import config_from_dict
+from robustrain.config import config_from_dict, upgrade_saved_config
 from robustrain.data import load_split
 from robustrain.eval import evaluate_checkpoint
 from robustrain.train import fit
@@ -51,3 +51,20 @@ def test_old_checkpoint_resumes_with_its_selection_and_method_state(tmp_path):
     summary = fit(cfg, run_dir=run, resume=True, progress=False, verbose=False)
     assert summary["best_epoch"] == load_checkpoint(OLD)["best_epoch"]
     assert summary["final"] == {"natural": pytest.approx(0.15625)}
+
+
+def test_old_uiat_run_resumes_with_the_bn_mode_it_was_trained_with(tmp_path):
+    """Issue 19 changed the target's BatchNorm mode; a run saved before it says nothing about the
+    mode, so it continues with the old one (eval, and F(x^) from the training forward)."""
+    saved = load_checkpoint(OLD)["config"]
+    assert "target_bn_mode" not in saved["method"] and "adv_features" not in saved["method"]
+    run = tmp_path / "old"
+    run.mkdir()
+    shutil.copy(OLD, run / "last.pt")
+    summary = fit(config_from_dict(saved), run_dir=run, resume=True, progress=False, verbose=False)
+    method = summary["config"]["method"]
+    assert (method["target_bn_mode"], method["adv_features"]) == ("eval", "training_forward")
+    # a new run writes the new keys, and the upgrade never overrides a value a config states
+    assert config_from_dict({"method": "uiat"}).method.params.target_bn_mode == "train_frozen_stats"
+    stated = {"method": {**saved["method"], "target_bn_mode": "train"}}
+    assert upgrade_saved_config(stated)["method"]["target_bn_mode"] == "train"

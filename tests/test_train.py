@@ -301,3 +301,26 @@ def test_natural_training_can_choose_best_by_clean_accuracy(tiny_overrides):
     assert records[-1]["best"] == {"epoch": best_epoch, "natural": accs[best_epoch - 1]}
     assert load_checkpoint(run / "best.pt")["epoch"] == best_epoch
     assert summary["selection"].startswith("best natural")
+
+
+def test_training_time_sums_every_process_and_a_finished_run_says_so(tiny_overrides, capsys):
+    """Issue 23: a resumed run's wall time counted only the last process."""
+    cfg = load_config(None, tiny_overrides + ["train.epochs=2", "eval.final_attacks=natural"])
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(cfg, progress=False, verbose=False, on_epoch_end=stop)
+    summary = fit(cfg, resume=True, progress=False, verbose=False)
+    import pathlib
+
+    rows = [json.loads(x) for x in (pathlib.Path(cfg.out_dir) / cfg.run_name / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["wall_time_s"] >= r["epoch_time_s"] > 0 for r in rows)
+    assert summary["train_time_s"] == pytest.approx(sum(r["wall_time_s"] for r in rows))
+    capsys.readouterr()
+    again = fit(cfg, resume=True, progress=False, verbose=True)
+    out = capsys.readouterr().out
+    assert "already finished (2 of 2 epochs)" in out and "at epoch 3/2" not in out
+    assert again["train_time_s"] == pytest.approx(summary["train_time_s"])

@@ -73,7 +73,8 @@ __all__ = [
     "run_autoattack",
 ]
 
-INSTALL_HINT = "AutoAttack needs the pyautoattack package: pip install -e '.[autoattack]'"
+INSTALL_HINT = ("AutoAttack needs the pyautoattack package, a robustrain dependency that is missing here: "
+                "pip install 'pyautoattack>=0.2' (or reinstall robustrain: pip install -e .)")
 FLAGS_DOC = "https://github.com/fra31/auto-attack/blob/master/flags_doc.md"
 
 #: the package's attack names (usable in a custom list)

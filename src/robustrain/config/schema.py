@@ -408,9 +408,25 @@ class Config:
             raise ValueError("train.compile=true needs fixed batch shapes; set data.drop_last=true as well")
 
     @property
+    def method_label(self) -> str:
+        """The method as the user named it: ``trades+awp`` when AWP is on, else ``method.name``."""
+        return self.method.name + ("+awp" if self.awp.enabled else "")
+
+    @property
     def run_name(self) -> str:
-        method = self.method.name + ("+awp" if self.awp.enabled else "")
-        return self.name or f"{method}-{self.model.name}-{self.data.name}-s{self.seed}"
+        return self.name or f"{self.method_label}-{self.model.name}-{self.data.name}-s{self.seed}"
+
+    def awp_note(self) -> str | None:
+        """What a delayed AWP does to this run (issue 23: a warm-up longer than the run silently
+        trained the plain method), or None when AWP is off or on from the first epoch."""
+        if not self.awp.enabled or self.awp.warmup <= 1:
+            return None
+        if self.awp.warmup > self.train.epochs:
+            return (f"awp.warmup={self.awp.warmup} is longer than the run ({self.train.epochs} epochs): AWP never "
+                    f"switches on and this run trains plain {self.method.name}; set train.epochs>={self.awp.warmup} "
+                    f"or a smaller awp.warmup")
+        return (f"AWP is off for the first {self.awp.warmup - 1} of {self.train.epochs} epochs (awp.warmup="
+                f"{self.awp.warmup}, the official warm-up) and on from epoch {self.awp.warmup}")
 
 
 def _at_least_one(key: str, value: int, hint: str) -> None:

@@ -183,6 +183,20 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
             "steps": steps_log, "epoch_time_s": time.perf_counter() - t0}
 
 
+def training_time(history: Sequence[dict[str, Any]]) -> float:
+    """Seconds of training of a run's completed epochs, summed over every process that trained
+    it (a resumed run counts the epochs of the first process too; an epoch cut short by an
+    interrupt is not counted). Records written before ``wall_time_s`` count training and
+    selection time.
+
+    Example:
+        >>> training_time([{"wall_time_s": 2.0}, {"epoch_time_s": 1.0, "eval_time_s": 0.5}])
+        3.5
+    """
+    return float(sum(r["wall_time_s"] if "wall_time_s" in r else r.get("epoch_time_s", 0.0) + r.get("eval_time_s", 0.0)
+                     for r in history))
+
+
 def _means(sums: dict[str, torch.Tensor], n: torch.Tensor) -> dict[str, float]:
     """Per-sample means of device sums over every rank (one all-reduce, one host read)."""
     totals = ddp.all_reduce_sum(torch.stack([*sums.values(), n]))
@@ -362,15 +376,21 @@ def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str
             if is_main:
                 for line in rd.repair(state.history, best.best_epoch, state.epoch, _best_epoch_on_disk(rd)):
                     print(f"robustrain: repaired {rd.path}: {line}", file=sys.stderr)
-            _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}"
-                          + (f" with {', '.join(applied)}" if applied else ""))
+            if state.epoch >= cfg.train.epochs:
+                _say(verbose, f"{rd.path} already finished ({state.epoch} of {cfg.train.epochs} epochs): "
+                              "nothing to train, the final table is computed again")
+            else:
+                _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}"
+                              + (f" with {', '.join(applied)}" if applied else ""))
         train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
-        _say(verbose, f"run {rd.path}: {cfg.method.name} on {cfg.data.name} with {cfg.model.name}, "
+        _say(verbose, f"run {rd.path}: {cfg.method_label} on {cfg.data.name} with {cfg.model.name}, "
                       f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}; "
                       f"best.pt: {selection_text(cfg, run.selection)}")
+        if cfg.awp_note() is not None:
+            _say(verbose, f"note: {cfg.awp_note()}")
         stopped_early: int | None = None
-        t_run = time.perf_counter()
         while state.epoch < cfg.train.epochs:
+            t_epoch = time.perf_counter()
             record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path)
             if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch:
                 record["resumed_with"] = list(applied)
@@ -380,6 +400,8 @@ def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str
             stop = False
             for cb in callbacks:
                 stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
+            # the epoch's whole wall time (training, guard, selection): summed over processes below
+            record["wall_time_s"] = time.perf_counter() - t_epoch
             state.history.append(record)
             # every rank holds the same state (DDP, replicated method buffers); rank 0 writes
             writer.save(checkpoint(run, state, callbacks), state.history, best=best.improved)
@@ -392,7 +414,7 @@ def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str
                 break
 
         summary = _final_table(run, rd, best, last_epoch=state.epoch, verbose=verbose, progress=progress)
-        summary["train_time_s"] = time.perf_counter() - t_run
+        summary["train_time_s"] = training_time(state.history)
         summary["stopped_early"] = stopped_early
         if state.resumes:
             summary["resumed_with"] = state.resumes
@@ -483,7 +505,7 @@ def _final_table(run: Run, rd: RunDir, best: BestCheckpoint, *, last_epoch: int,
     if note is not None:
         summary["scale_note"] = note
     if verbose:
-        name = f"{cfg.method.name} / {cfg.model.name}"
+        name = f"{cfg.method_label} / {cfg.model.name}"
         print(f"\nfinal evaluation on {n} {cfg.data.name} test images ({summary['weights']} weights) of "
               f"best.pt (selected on validation images) and last.pt:")
         print(format_table({f"{name}, best.pt (epoch {rec.loaded.epoch})": acc,

@@ -41,7 +41,7 @@ __all__ = [
     "classify_flag",
 ]
 
-INSTALL_HINT = "pip install -e '.[autoattack]' (the official pyautoattack package)"
+INSTALL_HINT = "pip install 'pyautoattack>=0.2' (the official AutoAttack, a robustrain dependency)"
 
 #: words of AutoAttack flags that mean the evaluation itself is unreliable (FAIL)
 _SEVERE = ("zero gradient", "randomized", "dynamic defense", "probability distribution", "square attack has",

@@ -20,7 +20,9 @@ Algorithms 1-2 write x~ for both the adversarial and the inverse example; here:
 * training loss (Eq. 7): ``CE(f(x^), y) + lam * KL(p || softmax f(x^))`` with
   KL(p || q) = sum_j p_j (log p_j - log q_j), batch mean
   (:func:`robustrain.methods.losses.uiat_loss`). The target p (prediction on the inverse
-  adversaries, momentum-averaged or one-off) is detached by default: a teacher for x^.
+  adversaries, momentum-averaged or one-off) is detached by default: a teacher for x^,
+  computed with BatchNorm on the batch's own statistics (``target_bn_mode``, default
+  ``train_frozen_stats``; issue 19, docs/teacher-forwards.md).
   ``detach_target=False`` lets gradient flow through the current-epoch term, as TRADES'
   natural term: the target forward is then a training forward (the trainer's mode, so it
   updates BatchNorm statistics) instead of a no-grad forward in ``bn_mode``.
@@ -87,9 +89,10 @@ Cost: forward / backward passes per batch
 -----------------------------------------
 K = attack steps (10), n = instance-wise inverse steps (5). "bwd" counts backward passes
 through the whole network: the attack's and the inverse steps' (w.r.t. the input only)
-and the trainer's parameter backward. The training forward on x^ returns its features
-(``model(x, return_features=True)``, one pass) and they are reused, detached, as F(x^) in
-L_Inv; F(x) is computed once per batch (no grad, in ``bn_mode``); the z-gradient of every
+and the trainer's parameter backward. F(x) and F(x^) are computed once per batch (no grad, in
+the generation ``bn_mode``, so that L_Inv compares features of one mode; ``adv_features=
+training_forward`` reuses the training forward's features as F(x^) instead, one forward fewer,
+the behaviour before issue 19); the z-gradient of every
 class comes from ONE backward of sum_i L_Inv(x~_i) (indexing z[y] sums the per-class
 gradients); nothing is read back to the host.
 
@@ -97,15 +100,16 @@ gradients); nothing is read back to the host.
 method                  forwards         backwards        extra over pgd_at
 ======================  ===============  ===============  ==========================
 pgd_at                  K+1 = 11         K+1 = 11         --
-iat                     K+n+3 = 18       K+n+1 = 16       F(x), n steps, f(x~)
-uiat                    K+4 = 14         K+2 = 12         F(x), 1 step, f(x~)
+iat                     K+n+4 = 19       K+n+1 = 16       F(x), F(x^), n steps, f(x~)
+uiat                    K+5 = 15         K+2 = 12         F(x), F(x^), 1 step, f(x~)
 uiat_oneoff, t < T'     K+2 = 12         K+1 = 11         f(x)
-uiat_oneoff, t = T'     K+4 = 14         K+2 = 12         as uiat
+uiat_oneoff, t = T'     K+5 = 15         K+2 = 12         as uiat
 uiat_oneoff, t > T'     K+1 = 11         K+1 = 11         none
 <base>+uiat (one-off)   base +1/+2/+0    base +0/+1/+0    before / at / after T'
 ======================  ===============  ===============  ==========================
 
-Without FR (beta = 0 or ``feature_reg=False``) the F(x) forward is skipped (one fewer).
+Without FR (beta = 0 or ``feature_reg=False``) the F(x) and F(x^) forwards are skipped (two
+fewer). The CPU ratios below were measured before issue 19 added the F(x^) forward.
 With ``detach_target=False`` the target forward carries gradient, so the parameter
 backward also runs through it (one more backward). ``tests/test_inverse.py`` checks this
 table by counting forwards and backwards. Measured CPU time per training step relative to
@@ -113,11 +117,18 @@ table by counting forwards and backwards. Measured CPU time per training step re
 rounds in one run; see docs/results.md): iat 1.45, uiat 1.26 (1.21 with momentum),
 uiat_oneoff 1.03 before T' and 0.99 after, pgd_at+uiat 1.11 before T' and 1.06 after.
 
-Order and BatchNorm: the attack, F(x), the inverse steps and the detached target run in the
-attack's ``bn_mode`` (default ``eval``); the training forward on x^ runs in the trainer's
-mode (train) BEFORE the inverse generation so its features can be reused. Hence F(x^) comes
-from a train-mode forward while F(x) and F(x~) come from ``bn_mode``; and the inverse step
-sees running statistics already updated by this batch's training forward.
+Order and BatchNorm (issue 19, docs/teacher-forwards.md): GENERATION (the attack, F(x), F(x^),
+the inverse steps) runs in ``bn_mode`` (default ``eval``, running statistics, as every
+attack of the library); the detached TARGET forward softmax f(x~) (and one-off's f(x) before
+T') runs in ``target_bn_mode``, default ``train_frozen_stats``: batch statistics, like the
+student f(x^), without counting the batch in the running statistics a second time. The old
+default computed the target in ``bn_mode`` (eval): early in training the running statistics
+lag, the eval-mode network gives one class to the whole batch with logits 1.4-2x the
+student's, and with lam = 3.5 > 1 the KL term drove training to one class (held-out accuracy
+at chance in every seed of the study). ``target_bn_mode=eval`` keeps that behaviour for the
+ablation; a run saved before issue 19 resumes with it. The training forward on x^ runs in
+the trainer's mode (train) BEFORE the inverse generation, so the inverse step sees running
+statistics already updated by this batch's training forward.
 
 State (saved in every checkpoint, restored by ``load_state_dict``)
 -----------------------------------------------------------------
