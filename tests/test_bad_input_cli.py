@@ -127,7 +127,7 @@ def test_eval_bad_device_exit_2_before_loading(ckpt, capsys, nothing_loaded, dev
     assert _eval(ckpt, "--attacks", "natural", "--device", device) == 2
     err = one_line_error(capsys)
     assert f"--device {device}" in err and match in err and "--device cpu" in err
-    assert not (ckpt.parent / "best-eval.json").exists()
+    assert not list(ckpt.parent.glob("best-eval*.json"))
 
 
 # ---------------------------------------------------------------- eval --out, report --out: checked first
@@ -168,7 +168,7 @@ def test_eval_out_in_a_really_read_only_folder(ckpt, tmp_path, capsys, nothing_l
 def test_eval_default_out_beside_a_read_only_checkpoint(ckpt, capsys, nothing_loaded, monkeypatch):
     read_only(monkeypatch, ckpt.parent)
     assert _eval(ckpt, "--attacks", "natural", "--device", "cpu") == 2
-    assert "best-eval.json" in one_line_error(capsys)
+    assert "best-eval-natural.json" in one_line_error(capsys)
 
 
 def test_report_out_unwritable_refused(tmp_path, capsys):
@@ -188,11 +188,11 @@ def test_eval_run_folder_uses_best_else_last(tmp_path, capsys):
     make_checkpoint(run / "last.pt", epoch=3)
     assert _eval(run, "--attacks", "natural", "--n", "4", "--device", "cpu") == 0
     assert f"{run / 'last.pt'} (epoch 3," in capsys.readouterr().out
-    assert json.loads((run / "last-eval.json").read_text())["epoch"] == 3
+    assert json.loads((run / "last-eval-natural-n4.json").read_text())["epoch"] == 3
     make_checkpoint(run / "best.pt", epoch=2)
     assert _eval(run, "--attacks", "natural", "--n", "4", "--device", "cpu") == 0
     assert f"{run / 'best.pt'} (epoch 2," in capsys.readouterr().out
-    result = json.loads((run / "best-eval.json").read_text())
+    result = json.loads((run / "best-eval-natural-n4.json").read_text())
     assert (result["epoch"], result["checkpoint"]) == (2, str(run / "best.pt"))
 
 

@@ -74,7 +74,7 @@ def test_train_then_eval(tiny_overrides, tmp_path, capsys):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "eps=4/255" in out
-    result = json.loads((run / "best-eval.json").read_text())
+    result = json.loads((run / "best-eval-natural+pgd20-linf4_255-n32.json").read_text())
     assert result["n"] == 32 and set(result["accuracy"]) == {"natural", "pgd20"}
     assert result["eps"] == pytest.approx(4 / 255)
     # a stronger attack never beats clean accuracy on the same images

@@ -41,7 +41,7 @@ def test_eval_with_autoattack_table_and_json(ckpt, capsys):
     assert "(epoch 2, model weights), 16 synthetic test images" in out
     assert "protocol: Linf eps=8/255; PGD-20: step 2/255" in out and "AutoAttack custom (apgd-ce" in out
     assert "AutoAttack flags (aa:apgd-ce): " in out
-    result = json.loads((ckpt.parent / "best-eval.json").read_text())
+    result = json.loads((ckpt.parent / "best-eval-natural+pgd20+aa_apgd-ce-n16.json").read_text())
     assert set(result["accuracy"]) == {"natural", "pgd20", "aa:apgd-ce"}
     assert (result["n"], result["norm"], result["eps"], result["epoch"], result["weights"]) == (
         16, "Linf", pytest.approx(8 / 255), 2, "model")
@@ -50,8 +50,9 @@ def test_eval_with_autoattack_table_and_json(ckpt, capsys):
     acc = result["accuracy"]
     assert acc["aa:apgd-ce"] <= acc["natural"] and acc["pgd20"] <= acc["natural"]
     # the default resume state is gone once finished; AutoAttack's log stays beside the JSON
-    assert not (ckpt.parent / "best-eval.aa-state").exists()
-    assert (ckpt.parent / "best-eval-autoattack.log").is_file()
+    stem = "best-eval-natural+pgd20+aa_apgd-ce-n16"
+    assert not (ckpt.parent / f"{stem}.aa-state").exists()
+    assert (ckpt.parent / f"{stem}-autoattack.log").is_file()
 
 
 def test_default_is_the_design_protocol():
@@ -82,7 +83,7 @@ def test_eps_as_fraction_or_float(ckpt, tmp_path, capsys, eps):
 def test_bad_arguments_exit_2_one_line(ckpt, capsys, args, match):
     assert _eval(ckpt, *args) == 2
     assert match in _one_line_error(capsys)
-    assert not (ckpt.parent / "best-eval.json").exists()
+    assert not list(ckpt.parent.glob("best-eval*.json"))
 
 
 def test_class_count_mismatch_names_both(ckpt, capsys):
@@ -125,7 +126,7 @@ def test_aa_version_flag_and_kept_state(ckpt, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert seen == {"version": "plus", "norm": "Linf", "eps": 2 / 255, "state": state}
     assert "| aa-plus |" in out and "AutoAttack flags (aa-plus): a flag" in out
-    result = json.loads((ckpt.parent / "best-eval.json").read_text())
+    result = json.loads((ckpt.parent / "best-eval-natural+aa-plus-linf2_255-n4.json").read_text())
     assert result["accuracy"]["aa-plus"] == 0.25 and result["autoattack_flags"] == {"aa-plus": ["a flag"]}
 
 
@@ -135,3 +136,14 @@ def test_missing_pyautoattack_exit_1_with_install_hint(ckpt, capsys, monkeypatch
     assert "pip install 'pyautoattack>=0.2'" in _one_line_error(capsys)
     # without AutoAttack the package is not needed
     assert _eval(ckpt, "--attacks", "natural", "--n", "4") == 0
+
+
+def test_evaluations_of_different_protocols_do_not_overwrite_each_other(ckpt, capsys):
+    """Issue 23: the README's eval lines in turn left only the last result."""
+    assert _eval(ckpt, "--attacks", "natural,pgd20", "--n", "8") == 0
+    assert _eval(ckpt, "--attacks", "natural,pgd20", "--n", "8", "--eps", "4/255") == 0
+    assert _eval(ckpt, "--attacks", "natural,pgd20", "--n", "8", "--norm", "L2") == 0
+    names = sorted(p.name for p in ckpt.parent.glob("best-eval*.json"))
+    assert names == ["best-eval-natural+pgd20-l2-n8.json", "best-eval-natural+pgd20-linf4_255-n8.json",
+                     "best-eval-natural+pgd20-n8.json"]
+    assert json.loads((ckpt.parent / names[1]).read_text())["eps"] == pytest.approx(4 / 255)

@@ -57,7 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default: 0)")
     e.add_argument("--no-ema", action="store_true", help="evaluate the raw weights even when EMA weights exist")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.add_argument("--out", default=None, help="JSON output path (default: CHECKPOINT-eval.json)")
+    e.add_argument("--out", default=None, help="JSON output path (default: CHECKPOINT-eval.json for the default protocol, "
+                        "CHECKPOINT-eval-TAG.json for others, e.g. best-eval-natural+pgd20-n1000.json: one "
+                        "file per protocol, so evaluations do not overwrite each other)")
     e.set_defaults(func=run)
     return e
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
     from robustrain.data import load_split
     from robustrain.eval import build_eval_attacks, evaluate_checkpoint, format_table
+    from robustrain.eval.records import eval_record_path
     from robustrain.utils.errors import CheckpointError, RobustrainError
     from robustrain.utils.fileio import write_json
     from robustrain.utils.units import parse_number
@@ -110,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         why = (f"the run folder {folder} holds no best.pt or last.pt yet (no epoch finished?)" if folder.is_dir()
                else "give a best.pt / last.pt, a run folder or an exported OUT.pt")
         raise CheckpointError(f"checkpoint {ckpt} does not exist; {why}")
-    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
+    # one file per protocol: evaluations with other attacks, radii or image counts do not overwrite it
+    out = Path(args.out) if args.out else eval_record_path(ckpt, names, args.norm, eps, args.n)
     # an interrupted AutoAttack continues from its state; the default state is removed once done
     aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
     aa_log = out.with_name(out.stem + "-autoattack.log")

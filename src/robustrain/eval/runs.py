@@ -32,6 +32,7 @@ import yaml
 
 from robustrain.artifacts import RunDir, read_metrics
 from robustrain.config import config_from_dict, config_to_dict
+from robustrain.eval.records import eval_record_paths
 from robustrain.utils.errors import CheckpointError, UsageError
 
 __all__ = [
@@ -248,23 +249,26 @@ def base_values(runs: Sequence[RunInfo], keys: Sequence[str]) -> dict[str, Any]:
 
 def final_accuracy(run: RunInfo) -> dict[str, float]:
     """The final accuracies of a finished run: ``summary.json``'s table, plus the columns of
-    ``robustrain eval`` results (``CHECKPOINT-eval.json``) of the same checkpoint under the
+    ``robustrain eval`` results (``CHECKPOINT-eval*.json``, any of them) of the same checkpoint under the
     default threat model (Linf, eps 8/255) that the summary lacks (e.g. AutoAttack,
     evaluated afterwards)."""
     if run.summary is None:
         return {}
     acc = dict(run.summary.get("final", {}))
-    stem = Path(run.summary.get("checkpoint", RunDir.BEST)).stem
-    extra = run.path / f"{stem}-eval.json"
-    if extra.is_file():
+    checkpoint = run.path / run.summary.get("checkpoint", RunDir.BEST)
+    records = []
+    for path in eval_record_paths(checkpoint):
         try:
-            data = json.loads(extra.read_text())
-        except ValueError:
-            data = {}
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
         eps, norm = data.get("eps", 8 / 255), str(data.get("norm", "Linf")).lower()
         if norm == "linf" and isinstance(eps, (int, float)) and math.isclose(eps, 8 / 255, rel_tol=1e-6):
-            for k, v in data.get("accuracy", {}).items():
-                acc.setdefault(k, v)
+            records.append(data)
+    # the evaluation on the most images first: its columns win over a quick subset's
+    for data in sorted(records, key=lambda d: -(d.get("n") or 0)):
+        for k, v in data.get("accuracy", {}).items():
+            acc.setdefault(k, v)
     return acc
 
 
