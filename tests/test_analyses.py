@@ -225,7 +225,7 @@ def test_curves_series_equal_the_metrics(tmp_path):
     assert s["train.acc_nat"]["acc"] == [0.3, 0.45, 0.6, 0.8]
     assert s["guard.pgd"]["acc"] == [0.15, 0.25, 0.3, 0.45]
     # evaluation every other epoch: its own epochs; the best epoch marks robust overfitting
-    assert s["eval.pgd20"] == {"label": "test: pgd20", "epoch": [1, 3, 4], "acc": [0.2, 0.3, 0.25]}
+    assert s["eval.pgd20"] == {"label": "validation: pgd20", "epoch": [1, 3, 4], "acc": [0.2, 0.3, 0.25]}
     assert s["eval.natural"]["acc"] == [0.35, 0.5, 0.55]
     assert data["best_epoch"] == 3
 

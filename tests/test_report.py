@@ -95,5 +95,5 @@ def test_report_errors(tmp_path, monkeypatch, capsys):
 
 def test_metrics_table_columns_follow_the_records():
     table = metrics_table(EPOCHS).splitlines()
-    assert table[0] == "| epoch | lr | train loss | train acc | s | test natural | test pgd20 |"
+    assert table[0] == "| epoch | lr | train loss | train acc | s | val natural | val pgd20 |"
     assert len(table) == 2 + len(EPOCHS)

@@ -35,11 +35,11 @@ __all__ = ["write_report", "metrics_table", "final_table"]
 
 def _column_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Dotted keys of the numeric per-epoch values, in the order they first appear; the
-    bookkeeping (step, best, eval time) is left out."""
+    bookkeeping (step, best, eval time, the per-step log points) is left out."""
     keys: list[str] = []
     for rec in records:
         for k, v in rec.items():
-            if k in ("epoch", "step", "best", "eval_time_s"):
+            if k in ("epoch", "step", "best", "eval_time_s", "steps"):
                 continue
             subkeys = [f"{k}.{s}" for s in v] if isinstance(v, Mapping) else [k]
             for key in subkeys:
@@ -73,7 +73,8 @@ def metrics_table(records: Sequence[Mapping[str, Any]]) -> str:
     shortened to the column group shown in the header)."""
     rows = [r for r in records if isinstance(r.get("epoch"), int)]
     keys = _column_keys(rows)
-    header = ["epoch"] + [k.replace("eval.", "test ").replace("train.", "train ").replace("guard.", "guard ")
+    # eval.* is the held-out VALIDATION split that selects best.pt (issue 13), never test images
+    header = ["epoch"] + [k.replace("eval.", "val ").replace("train.", "train ").replace("guard.", "guard ")
                           .replace("epoch_time_s", "s") for k in keys]
     lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for r in rows:

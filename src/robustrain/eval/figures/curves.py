@@ -40,9 +40,12 @@ def run_curves(run: RunInfo) -> dict[str, Any]:
             continue
         groups = (("train", {k: v for k, v in rec.get("train", {}).items() if k == "acc" or k.startswith("acc_")},
                    lambda k: _TRAIN_LABELS.get(k, f"train: {k}")),
-                  ("guard", {k: v for k, v in rec.get("guard", {}).items() if k != "best"},
+                  # the guard's attack accuracy; not its best, nor its one-class shares (issue 19)
+                  ("guard", {k: v for k, v in rec.get("guard", {}).items()
+                             if k not in ("best", "majority", "val_majority")},
                    lambda k: f"train: {k} (guard batch)"),
-                  ("eval", rec.get("eval", {}), lambda k: f"test: {k}"))
+                  # the held-out validation split that selects best.pt, never test images
+                  ("eval", rec.get("eval", {}), lambda k: f"validation: {k}"))
         for group, values, label in groups:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
@@ -57,7 +60,7 @@ def run_curves(run: RunInfo) -> dict[str, Any]:
     return {"run": str(run.path), "label": run.label, "best_epoch": best_epoch, "series": series}
 
 
-@ANALYSES.register("curves", help="Figure 2: train/test natural and robust accuracy per epoch (robust overfitting)",
+@ANALYSES.register("curves", help="Figure 2: train/validation natural and robust accuracy per epoch (robust overfitting)",
                    args=(arg("runs", nargs="+", metavar="RUN", help="run folders (one panel each)"),))
 def curves_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | None = None) -> list[Path]:
     """Learning curves (UIAT Figure 2): per epoch, the training accuracies the method logged
@@ -82,7 +85,7 @@ def curves_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | Non
                      for k, s in d["series"].items()],
                     title=d["label"], xlabel="epoch", ylabel="accuracy (%)", integer_x=True,
                     vlines=() if d["best_epoch"] is None else (d["best_epoch"],),
-                    note="" if d["best_epoch"] is None else f"best test robust: epoch {d['best_epoch']}")
+                    note="" if d["best_epoch"] is None else f"best validation robust: epoch {d['best_epoch']}")
               for d in data]
     base = output_base(out, common_dir([r.path for r in infos]), "curves")
     png = line_figure(panels, base.with_suffix(".png"), ncols=min(len(panels), 3))
