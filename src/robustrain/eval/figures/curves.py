@@ -65,9 +65,10 @@ def run_curves(run: RunInfo) -> dict[str, Any]:
 def curves_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | None = None) -> list[Path]:
     """Learning curves (UIAT Figure 2): per epoch, the training accuracies the method logged
     (dashed: on its training inputs, e.g. adversarial; natural when logged; PGD on the
-    guard's fixed training batch when the guard is on) and the held-out test accuracies
-    (solid: natural and the eval attack, on the run's eval.n test images). The red line
-    marks the epoch of the best test robust accuracy (best.pt): a robust accuracy that falls
+    guard's fixed training batch when the guard is on) and the held-out validation accuracies
+    (solid: natural and the eval attack, on the run's eval.n validation images, held out of
+    the training data; never test images). The red line marks the epoch of the best
+    validation robust accuracy (best.pt): a robust accuracy that falls
     after it is robust overfitting. Writes curves.png and curves.json (the series per run).
 
     Args:
