@@ -250,12 +250,12 @@ def sweep(tmp_path, values, key="method.lam", method="uiat"):
 def test_tradeoff_detects_the_swept_key(tmp_path):
     runs = sweep(tmp_path, [3.5, 1.0, 6.0])
     assert swept_params(load_runs(runs)) == ["method.lam"]
-    assert main(["analyze", "tradeoff", *map(str, runs)]) == 0  # default: the runs' parent folder
-    data = read_json(tmp_path / "tradeoff.json")
+    assert main(["analyze", "tradeoff", *map(str, runs)]) == 0  # default: figures/ in the runs' parent folder
+    data = read_json(tmp_path / "figures" / "tradeoff.json")
     assert data["params"] == ["method.lam"] and data["metric"] == "pgd20"
     got = {p["params"]["method.lam"]: (p["natural"], p["robust"]) for p in data["points"]}
     assert got == {3.5: (0.9, 0.3), 1.0: (pytest.approx(0.8), pytest.approx(0.35)), 6.0: (0.7, 0.4)}
-    assert is_png(tmp_path / "tradeoff.png")
+    assert is_png(tmp_path / "figures" / "tradeoff.png")
 
 
 def test_tradeoff_glob_param_and_metric_options(tmp_path, capsys):
@@ -276,12 +276,12 @@ def test_tradeoff_prefers_autoattack_from_a_later_eval(tmp_path):
                                                         "accuracy": {"natural": 0.0, "aa": 0.1 * (i + 1)}}))
     (runs[0] / "last-eval.json").write_text(json.dumps({"eps": 8 / 255, "accuracy": {"aa": 0.9}}))  # not best.pt
     assert main(["analyze", "tradeoff", *map(str, runs)]) == 0
-    data = read_json(tmp_path / "tradeoff.json")
+    data = read_json(tmp_path / "figures" / "tradeoff.json")
     assert data["metric"] == "aa"
     assert [(p["natural"], p["robust"]) for p in data["points"]] == [(0.9, 0.1), (0.8, 0.2)]  # summary's natural wins
     (runs[1] / "best-eval.json").write_text(json.dumps({"eps": 4 / 255, "accuracy": {"aa": 0.5}}))  # other eps
     assert main(["analyze", "tradeoff", *map(str, runs)]) == 0
-    assert read_json(tmp_path / "tradeoff.json")["metric"] == "pgd20"
+    assert read_json(tmp_path / "figures" / "tradeoff.json")["metric"] == "pgd20"
 
 
 def test_tradeoff_errors(tmp_path, capsys):
@@ -292,7 +292,7 @@ def test_tradeoff_errors(tmp_path, capsys):
     assert main(["analyze", "tradeoff", str(same[0]), str(unfinished)]) == 2
     assert "summary.json" in capsys.readouterr().err
     assert main(["analyze", "tradeoff", str(tmp_path / "nothing*")]) == 2
-    assert not list(tmp_path.glob("tradeoff*"))
+    assert not list(tmp_path.glob("tradeoff*")) and not (tmp_path / "figures").exists()
 
 
 def test_sensitivity_one_panel_per_swept_key(tmp_path):
@@ -352,3 +352,20 @@ def test_analyze_needs_a_kind(capsys):
     with pytest.raises(SystemExit) as info:
         main(["analyze"])
     assert info.value.code == 2
+
+
+def test_analyses_beside_runs_do_not_break_the_next_glob(tmp_path, capsys):
+    """Issue 23: curves.json / tradeoff.json written into runs/compare/ made the README's next
+    command (`analyze timing 'runs/compare/*'`) fail on a file that is not a run."""
+    runs = sweep(tmp_path, [1.0, 2.0])
+    for r in runs:
+        (r / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in EPOCHS))
+    assert main(["analyze", "curves", *map(str, runs)]) == 0
+    assert (tmp_path / "figures" / "curves.png").is_file()
+    (tmp_path / "notes.txt").write_text("a user's file")  # another non-run entry of the glob
+    capsys.readouterr()
+    assert main(["analyze", "tradeoff", str(tmp_path / "*")]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {tmp_path / 'figures'}: not a run folder" in err and "notes.txt: not a run folder" in err
+    assert len(read_json(tmp_path / "figures" / "tradeoff.json")["points"]) == 2
+    assert main(["analyze", "tradeoff", str(tmp_path / "notes.txt")]) == 2  # one path alone must be a run

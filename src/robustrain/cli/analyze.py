@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             k.add_argument(*a.flags, **a.options)
         k.add_argument("--out", default=None, metavar="DIR_OR_FILE",
                        help="a folder for KIND.png/.json, or a file name whose suffix (.png/.json/.md) is "
-                            "replaced per file (default: the run's folder, or the runs' common parent)")
+                            "replaced per file (default: the run's folder, or figures/ in the runs' common parent)")
         k.set_defaults(func=run)
     return an
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import sys
 import json
 import math
 from collections import Counter
@@ -207,6 +208,11 @@ def load_run(path: str | Path) -> RunInfo:
     return RunInfo(path, flat_config(raw), metrics, summary)
 
 
+def is_run_folder(path: Path) -> bool:
+    """A folder ``robustrain train`` wrote: it holds ``config.yaml`` or ``summary.json``."""
+    return path.is_dir() and ((path / RunDir.CONFIG).is_file() or (path / RunDir.SUMMARY).is_file())
+
+
 def load_runs(inputs: Iterable[str | Path], *, finished: bool = False) -> list[RunInfo]:
     """:func:`load_run` over :func:`expand_runs`; ``finished=True`` requires ``summary.json``.
 
@@ -215,7 +221,13 @@ def load_runs(inputs: Iterable[str | Path], *, finished: bool = False) -> list[R
             unfinished run.
         CheckpointError: a damaged file in a run folder.
     """
-    runs = [load_run(p) for p in expand_runs(inputs)]
+    paths = expand_runs(inputs)
+    # among several entries (a glob), files and folders that are not runs (an analysis' figures,
+    # a log) are skipped with a note; one path given alone must be a run
+    skipped = [p for p in paths if len(paths) > 1 and not is_run_folder(p)]
+    for p in skipped:
+        print(f"robustrain: note: skipped {p}: not a run folder (no config.yaml or summary.json)", file=sys.stderr)
+    runs = [load_run(p) for p in paths if p not in skipped]
     if not runs:
         raise UsageError("no run folders given; pass one or more folders written by `robustrain train`")
     if finished:

@@ -33,8 +33,9 @@ arguments (:class:`Arg`), from which ``robustrain analyze KIND`` is built.
 
 Output paths (:func:`output_base`): ``out`` ending in ``.png``, ``.json`` or ``.md`` names the
 files (that suffix replaced for each); any other ``out`` is a folder receiving ``KIND.png``,
-``KIND.json`` ...; the default is the run folder of one run or checkpoint, else the common
-parent folder of the inputs. Every file is written atomically.
+``KIND.json`` ...; the default is the run folder of one run or checkpoint, else a ``figures/``
+folder in the common parent folder of the inputs (where a glob of the runs does not pick the
+analysis up). Every file is written atomically.
 
 Example:
     >>> [round(e * 255, 6) for e in eps_grid(8 / 255, 5)]

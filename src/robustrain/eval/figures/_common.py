@@ -72,6 +72,10 @@ EVAL_ARGS = (
 
 
 # ------------------------------------------------------------------ output paths
+#: the folder, beside several runs, that receives analyses of them
+FIGURES_DIR = "figures"
+
+
 def output_base(out: str | os.PathLike | None, default_dir: str | os.PathLike, stem: str) -> Path:
     """The path, without suffix, of an analysis' files (see :mod:`robustrain.eval.figures`)."""
     if out is None:
@@ -81,12 +85,14 @@ def output_base(out: str | os.PathLike | None, default_dir: str | os.PathLike, s
 
 
 def common_dir(paths: Sequence[Path]) -> Path:
-    """One path: itself; several: their common parent folder (relative when under the cwd)."""
+    """One path: itself; several: ``figures/`` in their common parent folder (relative when under
+    the cwd). Not the parent itself: a later ``'runs/sweep/*'`` glob would pick the analysis'
+    files up as if they were runs (issue 23)."""
     if len(paths) == 1:
         return paths[0]
     common = os.path.commonpath([os.path.abspath(p) for p in paths])
     rel = os.path.relpath(common)
-    return Path(rel) if not rel.startswith("..") else Path(common)
+    return (Path(rel) if not rel.startswith("..") else Path(common)) / FIGURES_DIR
 
 
 def write_series(path: Path, data: Any) -> Path:

@@ -54,7 +54,7 @@ def aa_diff_figure(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str 
 
     Args:
         checkpoint_a, checkpoint_b: checkpoints (or run folders) of the same dataset.
-        out: output folder or file (default: the two runs' common parent folder).
+        out: output folder or file (default: figures/ in the two runs' common parent folder).
         attack: an attack name of ``robustrain eval`` (default ``aa``).
         eps: radii, comma-separated string or a sequence of floats.
         reference: the radius of the red vertical line.

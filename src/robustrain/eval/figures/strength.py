@@ -34,6 +34,7 @@ from robustrain.eval.figures._common import (
     load_test_images,
     model_data_root,
     model_label,
+    common_dir,
     output_base,
     parse_eps,
     pct,
@@ -172,7 +173,7 @@ def strength_figure(checkpoints: Sequence[str | Path] | str | Path, out: str | P
     series = {"analysis": "strength", "eps": grid, "eps_255": [e * 255 for e in grid], "steps": steps,
               "alpha": "|eps|/4" if step is None else step, "ranking": "natural cross-entropy loss, ascending",
               "models": models}
-    base = output_base(out, paths[0].parent, "strength")
+    base = output_base(out, common_dir([p.parent for p in paths]), "strength")
     x255 = series["eps_255"]
     panels = [Panel([Line(f"small-loss half ({m['n_small']})", x255, pct(m["accuracy"]["small_loss"])),
                      Line(f"large-loss half ({m['n_large']})", x255, pct(m["accuracy"]["large_loss"])),

@@ -115,7 +115,7 @@ def tradeoff_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | N
 
     Args:
         runs: finished run folders (globs allowed).
-        out: output folder or file (default: the runs' common parent folder).
+        out: output folder or file (default: figures/ in the runs' common parent folder).
         param: swept key(s); default: detected.
         metric: robust column; default: aa, aa-plus, pgd20 or cw30, the first all runs have.
     """
@@ -150,7 +150,7 @@ def sensitivity_figure(runs: Sequence[str | Path] | str | Path, out: str | Path 
 
     Args:
         runs: finished run folders (globs allowed).
-        out: output folder or file (default: the runs' common parent folder).
+        out: output folder or file (default: figures/ in the runs' common parent folder).
         param: swept key(s); default: detected.
         metric: robust column; default: aa, aa-plus, pgd20 or cw30, the first all runs have.
     """

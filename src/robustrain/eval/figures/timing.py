@@ -88,7 +88,7 @@ def timing_figure(runs: Sequence[str | Path] | str | Path, out: str | Path | Non
 
     Args:
         runs: run folders (globs allowed; unfinished runs count their epochs so far).
-        out: output folder or file (default: the runs' common parent folder).
+        out: output folder or file (default: figures/ in the runs' common parent folder).
     """
     require_matplotlib()
     infos = load_runs([runs] if isinstance(runs, (str, Path)) else runs)
