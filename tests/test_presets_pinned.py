@@ -1,5 +1,8 @@
 """Every shipped preset keeps its reproduce fingerprint, so cached reproduce runs are reused
-across refactors (fingerprints recorded before the layering redesign, issue 11)."""
+across refactors (fingerprints recorded before the layering redesign, issue 11). Re-pinned for
+issue 19: the 50 presets of the inverse family (iat, uiat, uiat_oneoff, <base>+uiat) changed
+by design (target_bn_mode, adv_features), so their runs trained with the old eval-mode target are
+not reused; every other preset kept its fingerprint."""
 
 import json
 from pathlib import Path

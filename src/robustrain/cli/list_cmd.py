@@ -5,6 +5,7 @@ packaged configs. Parameter defaults are written as a user writes them
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Callable
 
 from robustrain.utils.units import format_value
@@ -80,8 +81,28 @@ def _configs() -> None:
     if not files:
         print(f"no configs found in {CONFIG_DIR}")
     for f in files:
-        header = next((ln[1:].strip() for ln in f.read_text().splitlines() if ln.startswith("#")), "")
-        print(f"{str(f.relative_to(CONFIG_DIR)):<40} {header}")
+        print(f"{str(f.relative_to(CONFIG_DIR)):<40} {config_summary(f.read_text())}")
+
+
+def config_summary(text: str) -> str:
+    """The first sentence of a config's leading comment block, joined across its lines (a
+    description is never cut mid-sentence; issue 23).
+
+    Example:
+        >>> config_summary("# PGD-AT on full CIFAR-10 (100 epochs,\\n# batch 128). More.\\nseed: 0\\n")
+        'PGD-AT on full CIFAR-10 (100 epochs, batch 128).'
+    """
+    lines = []
+    for ln in text.splitlines():
+        if not ln.startswith("#"):
+            break
+        body = ln[1:].strip()
+        if body.startswith("Command:"):
+            break
+        lines.append(body)
+    joined = " ".join(lines)
+    end = re.search(r"\.(\s|$)(?![^(]*\))", joined)  # a sentence end outside parentheses
+    return joined[: end.start() + 1] if end else joined
 
 
 def run(args: argparse.Namespace) -> int:
