@@ -51,7 +51,9 @@ RUNS = {  # name -> overrides of the equality runs (per-rank batch 32; one proce
     # AWP's ascent gradient goes through the DDP reducer: every rank adds the global-batch v
     "pgd_at+awp": ["method=pgd_at+awp"],
 }
-PER_RANK_METRICS = {"w_max"}  # a batch maximum: with 2 ranks, the mean of the two ranks' maxima
+# batch statistics that are not sums: with 2 ranks, the mean of the two ranks' values (a batch
+# maximum; the share of the most frequent class in each rank's half of the batch, issue 19)
+PER_RANK_METRICS = {"w_max", "majority", "target_majority"}
 
 
 # ------------------------------------------------------------------ a BatchNorm-free model

@@ -171,7 +171,7 @@ def test_summary_and_table_report_best_and_last_with_the_protocol(tmp_path, caps
 
 
 def test_scale_note_only_for_small_scale_configs():
-    from robustrain.train.loop import scale_note
+    from robustrain.eval.final import scale_note
 
     assert "cifar10-mini" in scale_note(load_config(None, []))
     assert scale_note(load_config(None, ["data.name=cifar10", "model=resnet18"])) is None

@@ -31,6 +31,7 @@ import errno
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -204,6 +205,47 @@ class RunDir:
         finally:
             os.close(fd)  # releases the lock; the file stays (unlinking it would race a waiting writer)
 
+    @contextlib.contextmanager
+    def open(self, *, resume: bool, overwrite: bool, writer: bool = True) -> Iterator["RunDir"]:
+        """The run folder's whole life cycle around a training run (issue 22): check that a run
+        may start or resume here, take the writer lock, remove the temporary files an
+        interrupted write left, and, when the block fails before anything but the lock was
+        written, remove the folders this call created (a failed start leaves no trace).
+
+        Args:
+            resume, overwrite: as :meth:`prepare` (checked before and again under the lock).
+            writer: this process writes the folder (rank 0 under torchrun); other ranks only
+                check it, without the lock.
+
+        Raises:
+            RunExistsError, RunLockedError, RunFolderError: as :meth:`prepare` and :meth:`lock`.
+        """
+        self.prepare(resume=resume, overwrite=overwrite)
+        if not writer:
+            yield self
+            return
+        created = _first_missing(self.path)
+        with self.lock():
+            try:
+                self.prepare(resume=resume, overwrite=overwrite)  # again, now that no one else can write
+                for tmp in self.remove_temp_files():
+                    print(f"robustrain: removed {tmp.name}, left by an interrupted write", file=sys.stderr)
+                yield self
+            except BaseException:
+                self._discard_if_empty(created)
+                raise
+
+    def _discard_if_empty(self, created: Path | None) -> None:
+        """Remove the folders :meth:`open` created (up to ``created``) when nothing but the lock
+        file was written in them."""
+        if created is None or not self.path.is_dir() or {p.name for p in self.path.iterdir()} - {self.LOCK}:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        folder = self.path.parent
+        while folder != created.parent and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+
     def repair(self, history: list[dict[str, Any]], best_epoch: int, last_epoch: int,
                best_epoch_on_disk: int | None) -> list[str]:
         """Bring ``metrics.jsonl`` and ``best.pt`` in line with the committed ``last.pt``.
@@ -254,6 +296,14 @@ class RunDir:
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """``metrics.jsonl`` := one line per record, atomically (the whole file: it is small)."""
         write_atomic(self.metrics, "".join(json.dumps(r, allow_nan=True) + "\n" for r in history))
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None: ``path`` exists)."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -40,7 +40,6 @@ import contextlib
 import importlib
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,7 +52,7 @@ from tqdm.auto import tqdm
 from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.build import Run, build_run
 from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides, upgrade_saved_config
-from robustrain.eval.robust import PROTOCOL, evaluate_checkpoint, format_table
+from robustrain.eval.final import final_summary, selection_text
 from robustrain.methods import prediction_stats
 from robustrain.schedules import lr_at, momentum_at
 from robustrain.train.awp import AWP
@@ -97,7 +96,8 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) ->
 
 def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, progress: bool = False,
                     run_dir: Path | None = None) -> dict[str, Any]:
-    """Train epoch ``state.epoch`` (0-based); advance ``state.step`` per batch.
+    """Train epoch ``state.epoch`` (0-based), steps ``state.step`` + 0, 1, ...; the caller
+    advances ``state.epoch`` and ``state.step`` once the epoch is done (``fit``'s ``_epoch``).
 
     Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
     schedule, runs ``method(train_model, batch)`` under bf16 autocast when asked and TF32 on
@@ -133,8 +133,9 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     bar = tqdm(run.loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
                disable=not progress, leave=False, dynamic_ncols=True)
     for i, batch in enumerate(bar):
-        lr = lr_at(cfg.schedule, state.step, total_steps, cfg.optim.lr)
-        momentum = momentum_at(cfg.schedule, state.step, total_steps)
+        step = state.step + i  # 0-based global step of this batch; the lr schedule is a function of it
+        lr = lr_at(cfg.schedule, step, total_steps, cfg.optim.lr)
+        momentum = momentum_at(cfg.schedule, step, total_steps)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
             if momentum is not None:
@@ -155,15 +156,15 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
             if awp_handle is not None:
                 awp_handle.restore()  # after the step, as the official code (robustrain.train.awp)
         if run.ema is not None:
-            run.ema.update(run.model, state.step)
-        state.step += 1
+            run.ema.update(run.model, step)
         bs = batch.y.shape[0]
         n_seen += bs
         interval_n += bs
         logits = out.logits.detach()
         step_sums = {"loss": out.loss.detach().float() * bs, "acc": (logits.argmax(1) == batch.y).sum().float()}
         step_sums.update({k: v.detach().float() * bs for k, v in out.metrics.items()})
-        # signs of a one-class collapse, for every method (issue 19)
+        # signs of a one-class collapse, for every method (issue 19); under DDP ``majority`` is
+        # each rank's share of its own part of the batch, averaged over ranks
         step_sums.update({k: v * bs for k, v in prediction_stats(logits).items()})
         for k, v in step_sums.items():
             _accumulate(sums, k, v)
@@ -174,12 +175,12 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
             interval.clear()
             interval_n = torch.zeros((), device=run.device)
             if not math.isfinite(means["loss"]):
-                raise NonFiniteLossError(_nan_advice(means["loss"], epoch, state.step, cfg.optim.lr, run_dir))
-            steps_log.append({"step": state.step, "lr": lr, **means})
+                raise NonFiniteLossError(_nan_advice(means["loss"], epoch, step + 1, cfg.optim.lr, run_dir))
+            steps_log.append({"step": step + 1, "lr": lr, **means})
             if progress:
                 bar.set_postfix(loss=f"{means['loss']:.3f}",
                                 acc=f"{(sums['acc'] / n_seen).item():.3f}", lr=f"{lr:.4f}")
-    return {"epoch": epoch + 1, "step": state.step, "lr": lr, "train": _means(sums, n_seen),
+    return {"epoch": epoch + 1, "step": state.step + steps_per_epoch, "lr": lr, "train": _means(sums, n_seen),
             "steps": steps_log, "epoch_time_s": time.perf_counter() - t0}
 
 
@@ -253,26 +254,6 @@ def _resume_config(saved: dict[str, Any], overrides: Sequence[str]) -> tuple[Con
     return config_from_dict(data), applied
 
 
-def _first_missing(path: Path) -> Path | None:
-    """The outermost folder of ``path`` that does not exist yet (None: ``path`` exists)."""
-    missing = None
-    while not path.exists() and path != path.parent:
-        missing, path = path, path.parent
-    return missing
-
-
-def _discard_if_empty(rd: RunDir, created: Path | None) -> None:
-    """Remove the folders this call created (up to ``created``) when nothing but the lock file
-    was written in them: a failed start leaves no trace."""
-    if created is None or not rd.path.is_dir() or {p.name for p in rd.path.iterdir()} - {RunDir.LOCK}:
-        return
-    shutil.rmtree(rd.path, ignore_errors=True)
-    folder = rd.path.parent
-    while folder != created.parent and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
-
-
 def _best_epoch_on_disk(rd: RunDir) -> int | None:
     if not rd.best.is_file():
         return None
@@ -328,98 +309,98 @@ def fit(
     applied: list[str] = []
     if resume:
         cfg, applied = _resume_config(load_checkpoint(rd.last)["config"], resume_overrides)
-    if progress is None:
-        progress = sys.stderr.isatty()
     # torchrun: join the process group; its rendezvous orders every rank's run-folder checks
     # above before rank 0's writes below
     ddp.init_distributed(cfg.train.device)
     is_main = ddp.is_main_process()
-    progress, verbose = progress and is_main, verbose and is_main
-    created = _first_missing(rd.path)
-    # rank 0 writes the folder: it holds the writer lock for the whole run (checked writable first)
-    with rd.lock() if is_main else contextlib.nullcontext(rd):
-        try:
-            ckpt = None
-            if is_main:
-                rd.prepare(resume=resume, overwrite=overwrite)  # again, now that no one else can write
-                for tmp in rd.remove_temp_files():
-                    print(f"robustrain: removed {tmp.name}, left by an interrupted write", file=sys.stderr)
-            if resume:
-                ckpt = load_checkpoint(rd.last)
-            run = build_run(cfg)  # data and model errors surface here, before a file is written
-            ddp_model = ddp.wrap_model(run.model, sync_bn=cfg.train.sync_bn)  # run.model in one process
-        except BaseException:
-            if is_main:
-                _discard_if_empty(rd, created)
-            raise
-        return _fit(cfg, rd, run, ddp_model, ckpt, applied, is_main=is_main, resume=resume, overwrite=overwrite,
-                    progress=progress, verbose=verbose, on_epoch_end=on_epoch_end, callbacks=callbacks)
-
-
-def _fit(cfg: Config, rd: RunDir, run: Run, ddp_model: nn.Module, ckpt: dict[str, Any] | None, applied: list[str],
-         *, is_main: bool,
-         resume: bool, overwrite: bool, progress: bool, verbose: bool,
-         on_epoch_end: Callable[[int, dict[str, Any]], None] | None, callbacks: list[Callback] | None) -> dict[str, Any]:
-    state = TrainState()
-    if callbacks is None:
-        callbacks = default_callbacks(cfg, progress=progress, verbose=is_main)
-    best = next((cb for cb in callbacks if isinstance(cb, BestCheckpoint)), None)
-    if best is None:
-        raise ValueError("fit needs a BestCheckpoint among its callbacks (it selects best.pt)")
-    with RunWriter(rd, cfg, clear=overwrite and not resume, enabled=is_main) as writer:
-        if ckpt is not None:
-            restore(ckpt, run, state, callbacks)
-            if not state.history and rd.metrics.is_file():  # a checkpoint from before the history key
-                state.history = _readable_records(rd)[: state.epoch]
-            if applied:
-                state.resumes.append({"epoch": state.epoch, "overrides": applied})
-            if is_main:
-                for line in rd.repair(state.history, best.best_epoch, state.epoch, _best_epoch_on_disk(rd)):
-                    print(f"robustrain: repaired {rd.path}: {line}", file=sys.stderr)
-            if state.epoch >= cfg.train.epochs:
-                _say(verbose, f"{rd.path} already finished ({state.epoch} of {cfg.train.epochs} epochs): "
-                              "nothing to train, the final table is computed again")
-            else:
-                _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}"
-                              + (f" with {', '.join(applied)}" if applied else ""))
-        train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
-        _say(verbose, f"run {rd.path}: {cfg.method_label} on {cfg.data.name} with {cfg.model.name}, "
-                      f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}; "
-                      f"best.pt: {selection_text(cfg, run.selection)}")
-        if cfg.awp_note() is not None:
-            _say(verbose, f"note: {cfg.awp_note()}")
-        stopped_early: int | None = None
-        while state.epoch < cfg.train.epochs:
-            t_epoch = time.perf_counter()
-            record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path)
-            if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch:
-                record["resumed_with"] = list(applied)
-            state.epoch += 1
-            # DDP: rank 0's BatchNorm statistics everywhere, so every rank evaluates the saved model
-            ddp.broadcast_buffers([run.model, run.ema.module if run.ema is not None else None])
-            stop = False
-            for cb in callbacks:
-                stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
-            # the epoch's whole wall time (training, guard, selection): summed over processes below
-            record["wall_time_s"] = time.perf_counter() - t_epoch
-            state.history.append(record)
-            # every rank holds the same state (DDP, replicated method buffers); rank 0 writes
-            writer.save(checkpoint(run, state, callbacks), state.history, best=best.improved)
-            ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
-            _say(verbose, _epoch_line(cfg, record, best.improved))
-            if on_epoch_end is not None:
-                on_epoch_end(state.epoch, record)
-            if stop:
-                stopped_early = state.epoch
-                break
-
-        summary = _final_table(run, rd, best, last_epoch=state.epoch, verbose=verbose, progress=progress)
-        summary["train_time_s"] = training_time(state.history)
-        summary["stopped_early"] = stopped_early
-        if state.resumes:
-            summary["resumed_with"] = state.resumes
-        writer.write_summary(summary)
+    progress = (sys.stderr.isatty() if progress is None else progress) and is_main
+    verbose = verbose and is_main
+    # rank 0 writes the folder under its lock; a start that fails before writing leaves nothing
+    with rd.open(resume=resume, overwrite=overwrite, writer=is_main):
+        ckpt = load_checkpoint(rd.last) if resume else None
+        run = build_run(cfg)  # data and model errors surface here, before a file is written
+        ddp_model = ddp.wrap_model(run.model, sync_bn=cfg.train.sync_bn)  # run.model in one process
+        callbacks = default_callbacks(cfg, progress=progress, verbose=is_main) if callbacks is None else callbacks
+        best = next((cb for cb in callbacks if isinstance(cb, BestCheckpoint)), None)
+        if best is None:
+            raise ValueError("fit needs a BestCheckpoint among its callbacks (it selects best.pt)")
+        state = TrainState()
+        with RunWriter(rd, cfg, clear=overwrite and not resume, enabled=is_main) as writer:
+            if ckpt is not None:
+                _restore(ckpt, run, state, callbacks, rd, best, applied, is_main=is_main, verbose=verbose)
+            train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
+            _say(verbose, _header(cfg, rd, run))
+            stopped_early: int | None = None
+            while state.epoch < cfg.train.epochs:
+                record, stop = _epoch(run, state, train_model, callbacks, rd, applied, progress=progress)
+                writer.save(checkpoint(run, state, callbacks), state.history, best=best.improved)
+                ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
+                _say(verbose, _epoch_line(cfg, record, best.improved))
+                if on_epoch_end is not None:
+                    on_epoch_end(state.epoch, record)
+                if stop:
+                    stopped_early = state.epoch
+                    break
+            summary = final_summary(run, rd, best_epoch=best.best_epoch, best_value=best.best,
+                                    last_epoch=state.epoch, verbose=verbose, progress=progress)
+            summary.update(train_time_s=training_time(state.history), stopped_early=stopped_early,
+                           **({"resumed_with": state.resumes} if state.resumes else {}))
+            writer.write_summary(summary)
     return summary
+
+
+def _restore(ckpt: dict[str, Any], run: Run, state: TrainState, callbacks: list[Callback], rd: RunDir,
+             best: BestCheckpoint, applied: list[str], *, is_main: bool, verbose: bool) -> None:
+    """Resume: load the checkpoint, bring the run folder in line with it, say where training goes on."""
+    restore(ckpt, run, state, callbacks)
+    if not state.history and rd.metrics.is_file():  # a checkpoint from before the history key
+        state.history = _readable_records(rd)[: state.epoch]
+    if applied:
+        state.resumes.append({"epoch": state.epoch, "overrides": applied})
+    if is_main:
+        for line in rd.repair(state.history, best.best_epoch, state.epoch, _best_epoch_on_disk(rd)):
+            print(f"robustrain: repaired {rd.path}: {line}", file=sys.stderr)
+    cfg = run.cfg
+    if state.epoch >= cfg.train.epochs:
+        _say(verbose, f"{rd.path} already finished ({state.epoch} of {cfg.train.epochs} epochs): "
+                      "nothing to train, the final table is computed again")
+    else:
+        _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}"
+                      + (f" with {', '.join(applied)}" if applied else ""))
+
+
+def _header(cfg: Config, rd: RunDir, run: Run) -> str:
+    """The run's first line: what trains where, and how best.pt is chosen (+ an AWP warm-up note)."""
+    line = (f"run {rd.path}: {cfg.method_label} on {cfg.data.name} with {cfg.model.name}, "
+            f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}; "
+            f"best.pt: {selection_text(cfg, run.selection)}")
+    note = cfg.awp_note()
+    return line if note is None else f"{line}\nnote: {note}"
+
+
+def _epoch(run: Run, state: TrainState, train_model: nn.Module, callbacks: list[Callback], rd: RunDir,
+           applied: list[str], *, progress: bool) -> tuple[dict[str, Any], bool]:
+    """One epoch: train, advance the loop counters, run the callbacks; (its record, stop?).
+
+    ``state.epoch`` and ``state.step`` move here and only here (the step count of the epoch is
+    the loader's length), and the record joins ``state.history``.
+    """
+    t_epoch = time.perf_counter()
+    record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path)
+    state.step += len(run.loader)
+    state.epoch += 1
+    record["step"] = state.step
+    if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch - 1:
+        record["resumed_with"] = list(applied)
+    # DDP: rank 0's BatchNorm statistics everywhere, so every rank evaluates the saved model
+    ddp.broadcast_buffers([run.model, run.ema.module if run.ema is not None else None])
+    stop = False
+    for cb in callbacks:
+        stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
+    # the epoch's whole wall time (training, guard, selection): summed over processes by training_time
+    record["wall_time_s"] = time.perf_counter() - t_epoch
+    state.history.append(record)
+    return record, stop
 
 
 def _readable_records(rd: RunDir) -> list[dict[str, Any]]:
@@ -431,87 +412,3 @@ def _readable_records(rd: RunDir) -> list[dict[str, Any]]:
         except ValueError:
             break
     return records
-
-
-#: datasets that are subsets or stand-ins of the papers' datasets (a run on them is small-scale)
-SMALL_SCALE_DATA = ("cifar10-mini", "synthetic")
-
-#: models far smaller than the papers' (ResNet-18 / WideResNets)
-SMALL_SCALE_MODELS = ("small_cnn",)
-
-
-def selection_text(cfg: Config, selection: dict[str, Any]) -> str:
-    """How ``best.pt`` was chosen, in one line (``summary.json``'s ``selection`` and the tables).
-
-    Example:
-        >>> from robustrain.config import load_config
-        >>> cfg = load_config(None, [])
-        >>> selection_text(cfg, {"n_evaluated": 256, "n_held_out": 508, "seed": 13})
-        'best pgd20 on 256 of the 508 validation images held out of the cifar10-mini training split (split seed 13); never on test images'
-    """
-    return (f"best {cfg.eval.attack} on {selection['n_evaluated']} of the {selection['n_held_out']} validation images "
-            f"held out of the {cfg.data.name} training split (split seed {selection['seed']}); never on test images")
-
-
-def scale_note(cfg: Config) -> str | None:
-    """The warning printed under a small-scale run's table (None for a paper-scale setting)."""
-    if cfg.data.name not in SMALL_SCALE_DATA and cfg.model.name not in SMALL_SCALE_MODELS:
-        return None
-    return (f"small-scale run ({cfg.model.name} on {cfg.data.name}, {cfg.train.epochs} epochs): a smoke-scale "
-            "number for comparing settings of this library, not a paper number")
-
-
-def _final_table(run: Run, rd: RunDir, best: BestCheckpoint, *, last_epoch: int, verbose: bool,
-                 progress: bool) -> dict[str, Any]:
-    """``eval.final_attacks`` on the first ``eval.final_n`` test images, for ``best.pt`` (selected
-    on the validation split held out of the training data) and for ``last.pt``.
-
-    ``summary["final"]`` is ``best.pt``'s table (as before), ``summary["final_last"]`` the last
-    epoch's; when the best epoch is the last, ``last.pt`` holds the same weights and is not
-    evaluated twice. ``selection`` says which images chose ``best.pt`` (``selection_split``: the
-    same as numbers).
-    """
-    cfg = run.cfg
-    path = rd.best_or_last()
-    n = cfg.eval.final_n or int(run.test_x.shape[0])
-    x, y, attacks = run.test_x[:n], run.test_y[:n], list(cfg.eval.final_attacks)
-    options = dict(device=run.device, batch_size=cfg.data.eval_batch_size, seed=cfg.seed, progress=progress,
-                   shard=True)
-    rec = evaluate_checkpoint(path, x, y, attacks, warn_flags=True, **options)
-    if path == rd.last or int(rec.loaded.epoch) == last_epoch:
-        rec_last = rec  # best.pt is the last epoch's checkpoint: the same weights
-    else:
-        rec_last = evaluate_checkpoint(rd.last, x, y, attacks, warn_flags=True, **options)
-    acc, acc_last = rec.accuracy, rec_last.accuracy
-    selection = {**run.selection, "best_epoch": best.best_epoch}
-    note = scale_note(cfg)
-    summary = {
-        "run_dir": str(rd.path),
-        "checkpoint": path.name,
-        "checkpoint_epoch": int(rec.loaded.epoch),
-        "weights": rec.loaded.weights,
-        "selection": selection_text(cfg, run.selection),
-        "selection_split": selection,
-        "best_epoch": best.best_epoch,
-        "best_subset_robust_acc": best.best,
-        "n_test": n,
-        "protocol": PROTOCOL,
-        "final": acc,
-        "final_last": acc_last,
-        "last_epoch": int(rec_last.loaded.epoch),
-        "small_scale": note is not None,
-        "config": config_to_dict(cfg),
-    }
-    if note is not None:
-        summary["scale_note"] = note
-    if verbose:
-        name = f"{cfg.method_label} / {cfg.model.name}"
-        print(f"\nfinal evaluation on {n} {cfg.data.name} test images ({summary['weights']} weights) of "
-              f"best.pt (selected on validation images) and last.pt:")
-        print(format_table({f"{name}, best.pt (epoch {rec.loaded.epoch})": acc,
-                            f"{name}, last.pt (epoch {rec_last.loaded.epoch})": acc_last}, list(acc)))
-        print(f"selection: {summary['selection']}")
-        print(f"protocol: {PROTOCOL}")
-        if note is not None:
-            print(f"note: {note}")
-    return summary
