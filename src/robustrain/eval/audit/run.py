@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,6 +38,30 @@ def _mean(mask: Tensor) -> float:
 def _stages(settings: AuditSettings, num_classes: int, use_aa: bool, surrogate: bool) -> int:
     losses = sum(1 for _, need in LOSSES.values() if num_classes >= need) - 1  # CE comes from the long run
     return 1 + len(settings.sweep_radii()) - 1 + settings.restarts + losses + 2 * use_aa + surrogate
+
+
+@dataclass
+class _Audit:
+    """What every measurement shares: the model and images, the settings, the progress bar."""
+
+    model: nn.Module
+    x: Tensor
+    y: Tensor
+    settings: AuditSettings
+    num_classes: int
+    device: torch.device
+    bar: Any
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def stage(self, name: str) -> None:
+        self.bar.set_postfix_str(name)
+
+    def done(self) -> None:
+        self.bar.update(1)
+
+    def pgd(self, **kw: Any):  # noqa: ANN201
+        s = self.settings
+        return pgd_run(self.model, self.x, self.y, **{"eps": s.eps, "seed": s.seed, "batch_size": s.batch_size, **kw})
 
 
 def run_audit(
@@ -70,147 +95,169 @@ def run_audit(
     """
     settings = settings or AuditSettings()
     t0 = time.perf_counter()
-    if device is None:
-        device = next(model.parameters()).device
-    device = torch.device(device)
+    device = torch.device(device if device is not None else next(model.parameters()).device)
     x = to_unit_float(images.detach()).to(device=device, dtype=torch.float32)
     y = labels.detach().to(device).long()
-    n = int(x.shape[0])
-    if n == 0 or y.shape[0] != n:
-        raise ValueError(f"{n} images but {y.shape[0]} labels; pass one label per image, at least one")
-    th, bs, eps, seed = settings.thresholds, settings.batch_size, settings.eps, settings.seed
-    aa_note = ""
-    if use_autoattack:
-        try:
-            require_pyautoattack()
-        except ImportError:
-            use_autoattack, aa_note = False, f"pyautoattack is not installed: {C.INSTALL_HINT}"
-    else:
-        aa_note = "AutoAttack was switched off"
-
+    if x.shape[0] == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels; pass one label per image, at least one")
+    use_autoattack, aa_note = _autoattack_available(use_autoattack)
     cpu_rng = torch.get_rng_state()
-    results: dict[str, Any] = {}
     with fp32_eval(model), torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     bar = tqdm(total=_stages(settings, num_classes, use_autoattack, surrogate is not None), desc="audit",
                unit="stage", leave=False, disable=not progress)
-
-    def stage(name: str) -> None:
-        bar.set_postfix_str(name)
-
+    a = _Audit(model, x, y, settings, num_classes, device, bar)
     try:
         with fp32_eval(model):
-            clean = predict(model, x, bs) == y
-            clean_acc = _mean(clean)
-            # 5. gradients
-            stage("gradients")
-            health = gradient_health(model, x, y, eps=eps, seed=seed, batch_size=bs)
-            bar.update(1)
-            # 1. the eps sweep (each radius an independent attack, so monotonicity is a real test)
-            radii = settings.sweep_radii()
-            sweep_acc, sweep_robust = [], {}
-            for k, radius in enumerate(radii):
-                if radius == 0:
-                    sweep_acc.append(clean_acc)
-                    continue
-                stage(f"sweep eps={radius:.4g}")
-                run = pgd_run(model, x, y, eps=radius, steps=settings.sweep_steps, seed=seed + 100 + k,
-                              batch_size=bs)
-                sweep_acc.append(run.accuracy)
-                sweep_robust[radius] = run.robust
-                bar.update(1)
-            # 2. convergence: one long run (its curve gives the short point), then restarts
-            stage(f"PGD-{settings.steps} restart 1")
-            long = pgd_run(model, x, y, eps=eps, steps=settings.steps, seed=seed, batch_size=bs)
-            bar.update(1)
-            robust_restarts = long.robust.clone()
-            restart_curve = [long.accuracy]
-            for r in range(1, settings.restarts):
-                stage(f"PGD-{settings.steps} restart {r + 1}")
-                again = pgd_run(model, x, y, eps=eps, steps=settings.steps, seed=seed + r,
-                                candidates=robust_restarts, batch_size=bs)
-                robust_restarts &= again.robust
-                restart_curve.append(_mean(robust_restarts))
-                bar.update(1)
-            acc_short = long.curve[min(settings.short_steps, settings.steps)]
-            # 4. losses: CE from the long run's curve, CW and DLR on their own
-            loss_steps = min(settings.loss_steps, settings.steps)
-            losses = {"ce": long.curve[loss_steps]}
-            white = robust_restarts.clone()
-            if eps in sweep_robust:
-                white &= sweep_robust[eps]
-            for name, (loss, need) in LOSSES.items():
-                if name == "ce" or num_classes < need:
-                    continue
-                stage(f"PGD-{loss_steps}-{name.upper()}")
-                run = pgd_run(model, x, y, eps=eps, steps=loss_steps, seed=seed + 50, loss=loss, batch_size=bs)
-                losses[name] = run.accuracy
-                white &= run.robust
-                bar.update(1)
-            pgd_best = _mean(white)
-            # AutoAttack: APGD-CE + APGD-T, then Square alone (black box)
-            aa_acc = square_acc = None
-            flags: list[str] | None = None
+            a.results["clean"] = _mean(predict(model, x, settings.batch_size) == y)
+            _gradients(a)
+            _sweep(a)
+            _convergence(a)
+            _losses(a)
             if use_autoattack:
-                flags = []
-                targets = min(settings.aa_targets, num_classes - 1)
-                attacks = ["apgd-ce", "apgd-t"] if num_classes > 3 else ["apgd-ce"]
-                options = {"apgd.n_iter": settings.aa_iters, "apgd.n_restarts": 1}
-                if "apgd-t" in attacks:
-                    options.update({"apgd_targeted.n_iter": settings.aa_iters,
-                                    "apgd_targeted.n_target_classes": targets})
-                stage("APGD-CE + APGD-T")
-                aa = run_autoattack(model, x, y, version="custom", attacks=attacks, eps=eps, options=options,
-                                    batch_size=bs, seed=seed, progress=False, device=device)
-                aa_acc = aa.accuracy
-                flags.extend(aa.flags)
-                per_image = getattr(aa, "robust", None)
-                white_all = white & per_image.to(device) if per_image is not None else None
-                bar.update(1)
-                stage("Square")
-                sq = run_autoattack(model, x, y, version="custom", attacks=["square"], eps=eps,
-                                    options={"square.n_queries": settings.square_queries}, batch_size=bs,
-                                    seed=seed, progress=False, device=device)
-                square_acc = sq.accuracy
-                flags.extend(f for f in sq.flags if f not in flags)
-                bar.update(1)
-                white_box = _mean(white_all) if white_all is not None else min(pgd_best, aa_acc)
+                _autoattack(a)
             else:
-                white_box = pgd_best
-            transfer_acc = None
-            if surrogate is not None:
-                stage("transfer")
-                with fp32_eval(surrogate):
-                    surrogate.to(device)
-                    transfer_acc = _mean(transfer_run(model, surrogate, x, y, eps=eps,
-                                                      steps=settings.transfer_steps, seed=seed + 7, batch_size=bs))
-                bar.update(1)
+                a.results["white_box"] = a.results["pgd_best"]
+            _transfer(a, surrogate)
     finally:
         bar.close()
         torch.set_rng_state(cpu_rng)
+    return _judge(a, surrogate is not None, use_autoattack, aa_note, seconds=time.perf_counter() - t0)
 
+
+def _autoattack_available(wanted: bool) -> tuple[bool, str]:
+    """(run AutoAttack?, why not)."""
+    if not wanted:
+        return False, "AutoAttack was switched off"
+    try:
+        require_pyautoattack()
+    except ImportError:
+        return False, f"pyautoattack is not installed: {C.INSTALL_HINT}"
+    return True, ""
+
+
+def _gradients(a: _Audit) -> None:
+    """5. zero / non-finite input gradients at the clean and at random points."""
+    a.stage("gradients")
+    s = a.settings
+    a.results["health"] = gradient_health(a.model, a.x, a.y, eps=s.eps, seed=s.seed, batch_size=s.batch_size)
+    a.done()
+
+
+def _sweep(a: _Audit) -> None:
+    """1. the eps sweep: each radius an independent attack, so monotonicity is a real test."""
+    radii, acc, robust = a.settings.sweep_radii(), [], {}
+    for k, radius in enumerate(radii):
+        if radius == 0:
+            acc.append(a.results["clean"])
+            continue
+        a.stage(f"sweep eps={radius:.4g}")
+        run = a.pgd(eps=radius, steps=a.settings.sweep_steps, seed=a.settings.seed + 100 + k)
+        acc.append(run.accuracy)
+        robust[radius] = run.robust
+        a.done()
+    a.results.update(radii=radii, sweep_acc=acc, sweep_robust=robust)
+
+
+def _convergence(a: _Audit) -> None:
+    """2. one long PGD run (its curve gives the short point), then restarts on what survived."""
+    s = a.settings
+    a.stage(f"PGD-{s.steps} restart 1")
+    long = a.pgd(steps=s.steps)
+    a.done()
+    robust, curve = long.robust.clone(), [long.accuracy]
+    for r in range(1, s.restarts):
+        a.stage(f"PGD-{s.steps} restart {r + 1}")
+        robust &= a.pgd(steps=s.steps, seed=s.seed + r, candidates=robust).robust
+        curve.append(_mean(robust))
+        a.done()
+    a.results.update(long=long, robust_restarts=robust, restart_curve=curve,
+                     acc_short=long.curve[min(s.short_steps, s.steps)])
+
+
+def _losses(a: _Audit) -> None:
+    """4. losses: CE from the long run's curve, CW and DLR on their own; the per-image worst case."""
+    s, r = a.settings, a.results
+    loss_steps = min(s.loss_steps, s.steps)
+    losses = {"ce": r["long"].curve[loss_steps]}
+    white = r["robust_restarts"].clone()
+    if s.eps in r["sweep_robust"]:
+        white &= r["sweep_robust"][s.eps]
+    for name, (loss, need) in LOSSES.items():
+        if name == "ce" or a.num_classes < need:
+            continue
+        a.stage(f"PGD-{loss_steps}-{name.upper()}")
+        run = a.pgd(steps=loss_steps, seed=s.seed + 50, loss=loss)
+        losses[name] = run.accuracy
+        white &= run.robust
+        a.done()
+    r.update(losses=losses, white=white, pgd_best=_mean(white))
+
+
+def _autoattack(a: _Audit) -> None:
+    """APGD-CE + APGD-T (white box, per image with the PGD runs), then Square alone (black box)."""
+    s, r = a.settings, a.results
+    attacks = ["apgd-ce", "apgd-t"] if a.num_classes > 3 else ["apgd-ce"]
+    options: dict[str, Any] = {"apgd.n_iter": s.aa_iters, "apgd.n_restarts": 1}
+    if "apgd-t" in attacks:
+        options.update({"apgd_targeted.n_iter": s.aa_iters,
+                        "apgd_targeted.n_target_classes": min(s.aa_targets, a.num_classes - 1)})
+    common = dict(version="custom", eps=s.eps, batch_size=s.batch_size, seed=s.seed, progress=False, device=a.device)
+    a.stage("APGD-CE + APGD-T")
+    aa = run_autoattack(a.model, a.x, a.y, attacks=attacks, options=options, **common)
+    flags = list(aa.flags)
+    per_image = getattr(aa, "robust", None)
+    a.done()
+    a.stage("Square")
+    sq = run_autoattack(a.model, a.x, a.y, attacks=["square"], options={"square.n_queries": s.square_queries},
+                        **common)
+    flags.extend(f for f in sq.flags if f not in flags)
+    a.done()
+    white_box = (_mean(r["white"] & per_image.to(a.device)) if per_image is not None
+                 else min(r["pgd_best"], aa.accuracy))
+    r.update(aa_acc=aa.accuracy, square_acc=sq.accuracy, flags=flags, white_box=white_box)
+
+
+def _transfer(a: _Audit, surrogate: nn.Module | None) -> None:
+    """3. (part) a transfer attack crafted on ``surrogate``, when given."""
+    if surrogate is None:
+        return
+    a.stage("transfer")
+    with fp32_eval(surrogate):
+        surrogate.to(a.device)
+        a.results["transfer_acc"] = _mean(transfer_run(a.model, surrogate, a.x, a.y, eps=a.settings.eps,
+                                                       steps=a.settings.transfer_steps, seed=a.settings.seed + 7,
+                                                       batch_size=a.settings.batch_size))
+    a.done()
+
+
+def _judge(a: _Audit, has_surrogate: bool, use_autoattack: bool, aa_note: str, *, seconds: float) -> AuditReport:
+    """The six checks on the measurements, and the report."""
+    s, r, th, n = a.settings, a.results, a.settings.thresholds, int(a.x.shape[0])
+    health, long = r["health"], r["long"]
+    aa_acc, square_acc, transfer_acc = r.get("aa_acc"), r.get("square_acc"), r.get("transfer_acc")
     zero = health["zero_clean"] | health["zero_random"]
-    transfer_note = "" if surrogate is not None else (
+    transfer_note = "" if has_surrogate else (
         "no transfer attack: give --surrogate with a model of the same task trained with `standard`")
     checks: list[CheckResult] = [
-        C.check_eps_sweep(radii, sweep_acc, n=n, thresholds=th),
-        C.check_convergence(short_steps=min(settings.short_steps, settings.steps), steps=settings.steps,
-                            restarts=settings.restarts, acc_short=acc_short, acc_long=long.accuracy,
-                            acc_restarts=_mean(robust_restarts), n=n, thresholds=th),
-        C.check_black_box(white_box=white_box, square=square_acc, transfer=transfer_acc, n=n, thresholds=th,
+        C.check_eps_sweep(r["radii"], r["sweep_acc"], n=n, thresholds=th),
+        C.check_convergence(short_steps=min(s.short_steps, s.steps), steps=s.steps, restarts=s.restarts,
+                            acc_short=r["acc_short"], acc_long=long.accuracy, acc_restarts=_mean(r["robust_restarts"]),
+                            n=n, thresholds=th),
+        C.check_black_box(white_box=r["white_box"], square=square_acc, transfer=transfer_acc, n=n, thresholds=th,
                           square_note="" if use_autoattack else f"no Square: {aa_note}", transfer_note=transfer_note),
-        C.check_losses(losses=losses, pgd_best=pgd_best, autoattack=aa_acc, n=n, thresholds=th,
+        C.check_losses(losses=r["losses"], pgd_best=r["pgd_best"], autoattack=aa_acc, n=n, thresholds=th,
                        autoattack_note=aa_note),
         C.check_gradients(zero=int((zero & ~health["nonfinite"]).sum()), nonfinite=int(health["nonfinite"].sum()),
                           zero_clean=int(health["zero_clean"].sum()), zero_random=int(health["zero_random"].sum()),
                           n=n, thresholds=th),
-        C.check_autoattack_flags(flags, note=aa_note),
+        C.check_autoattack_flags(r.get("flags") if use_autoattack else None, note=aa_note),
     ]
-    robust = min([white_box] + [v for v in (square_acc, transfer_acc) if v is not None])
+    robust = min([r["white_box"]] + [v for v in (square_acc, transfer_acc) if v is not None])
     curves = {
-        "eps": {"eps": radii, "accuracy": sweep_acc},
+        "eps": {"eps": r["radii"], "accuracy": r["sweep_acc"]},
         "steps": {"steps": list(range(len(long.curve))), "accuracy": long.curve,
-                  "restarts": restart_curve, "autoattack": aa_acc, "square": square_acc},
+                  "restarts": r["restart_curve"], "autoattack": aa_acc, "square": square_acc},
     }
-    return AuditReport(checks=checks, n=n, clean_accuracy=clean_acc, robust_accuracy=robust, settings=settings,
-                       curves=curves, seconds=time.perf_counter() - t0)
+    return AuditReport(checks=checks, n=n, clean_accuracy=r["clean"], robust_accuracy=robust, settings=s,
+                       curves=curves, seconds=seconds)
