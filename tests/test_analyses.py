@@ -168,7 +168,7 @@ def test_strength_bad_grid_is_a_usage_error(trained, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-def test_aa_diff_series_equals_direct_evaluation(trained, tmp_path):
+def test_aa_diff_series_equals_direct_evaluation(trained, tmp_path, capsys):
     other = make_checkpoint(tmp_path / "other" / "best.pt", seed=1).parent
     out = tmp_path / "diff.png"
     # fgsm: the cheapest attack; the analysis takes any name of `robustrain eval --attacks`
@@ -177,6 +177,8 @@ def test_aa_diff_series_equals_direct_evaluation(trained, tmp_path):
     data = read_json(tmp_path / "diff.json")
     assert is_png(out)
     assert data["eps"] == pytest.approx([2 / 255, 8 / 255]) and data["attack"] == "fgsm"
+    stages = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("aa-diff: fgsm on ")]
+    assert len(stages) == 4 and "on B (" in stages[-1] and "at eps 8/255, 16 images" in stages[-1]  # no terminal
     x, y = load_split("synthetic", "test")
     for side, path in (("a", trained / "best.pt"), ("b", other / "best.pt")):
         model = load_model(path).model

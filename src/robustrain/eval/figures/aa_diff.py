@@ -3,6 +3,8 @@ across radii."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -73,11 +75,16 @@ def aa_diff_figure(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str 
         raise ValueError(f"A was trained on {loaded[0].dataset} and B on {loaded[1].dataset}; compare "
                          "checkpoints of the same dataset")
     x, y = load_test_images(loaded[0].dataset, n, model_data_root(loaded[0], data_root))
-    bar = tqdm(total=2 * len(radii), desc=f"aa-diff {attack}", leave=False, disable=not show_progress(progress))
+    live = show_progress(progress)
+    bar = tqdm(total=2 * len(radii), desc=f"aa-diff {attack}", leave=False, disable=not live)
     sides = []
-    for path, lm in zip(paths, loaded):
+    t0 = time.perf_counter()
+    for tag, path, lm in zip("AB", paths, loaded):
         acc = []
         for e in radii:
+            if not live:  # a log file or a pipe gets one line per stage instead of a bar (issue 23)
+                print(f"aa-diff: {attack} on {tag} ({path}) at eps {e * 255:g}/255, {x.shape[0]} images "
+                      f"({time.perf_counter() - t0:.0f} s so far)", file=sys.stderr, flush=True)
             try:
                 acc.append(evaluate_attacks(lm.model, x, y, [attack], eps=e, batch_size=batch_size, device=dev,
                                             seed=seed, progress=False)[attack])
