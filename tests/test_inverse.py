@@ -414,6 +414,12 @@ def test_ablation_configs_build_the_intended_combination(row):
         if fr:
             assert p.beta == 1.0
         assert f"robustrain train --config configs/{path.parent.name}/{path.name}" in path.read_text()
+        # the switches still train, with the batch-statistics target and with the old eval-mode one
+        for params in (p, dataclasses.replace(p, target_bn_mode="eval", adv_features="training_forward")):
+            net = TinyNet().train()
+            out = create_method(cfg.method.name, ctx(epochs=cfg.train.epochs), params)(net, make_batch())
+            out.loss.backward()
+            assert torch.isfinite(out.loss) and all(torch.isfinite(q.grad).all() for q in net.parameters()), path
 
 
 def test_family_configs_name_their_methods():
