@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from robustrain.attacks.autoattack_state import ChunkState
 from robustrain.data.batch import to_unit_float
-from robustrain.utils.runtime import fp32_eval
+from robustrain.utils.runtime import fp32_eval, preserved_rng
 
 __all__ = [
     "AA_ATTACKS",
@@ -462,11 +462,9 @@ def run_autoattack(
     resumed = state.count_done(starts)
     flags: list[str] = []
     clean_all, robust_all = [], []
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not progress)
     try:
-        with fp32_eval(model):
+        with preserved_rng(), fp32_eval(model):
             aa, notes = None, []
             for start in starts:
                 stop = min(start + spec.chunk_size, n)
@@ -490,9 +488,6 @@ def run_autoattack(
                 bar.update(stop - start)
     finally:
         bar.close()
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
     clean_t = torch.cat(clean_all) if clean_all else torch.zeros(0, dtype=torch.bool)
     robust_t = torch.cat(robust_all) if robust_all else torch.zeros(0, dtype=torch.bool)
     return AutoAttackResult(
@@ -545,18 +540,11 @@ def autoattack(
     _check_inputs(x, y, bs)
     pyautoattack = require_pyautoattack()
     device = next(model.parameters()).device
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        with fp32_eval(model), _captured(None, False) as flags:
-            xc, yc = to_unit_float(x.detach().cpu()), y.detach().cpu().long()
-            aa, notes = _build_for(pyautoattack, model, spec, xc, seed=seed, device=device)
-            aa.verbose = False
-            x_adv, _ = aa.run_standard_evaluation(xc, yc, batch_size=bs)
-    finally:
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+    with preserved_rng(), fp32_eval(model), _captured(None, False) as flags:
+        xc, yc = to_unit_float(x.detach().cpu()), y.detach().cpu().long()
+        aa, notes = _build_for(pyautoattack, model, spec, xc, seed=seed, device=device)
+        aa.verbose = False
+        x_adv, _ = aa.run_standard_evaluation(xc, yc, batch_size=bs)
     for message in dict.fromkeys(notes + flags):
         warnings.warn(f"AutoAttack flag: {message}", stacklevel=2)
     return x_adv.detach().to(device=x.device, dtype=torch.float32)

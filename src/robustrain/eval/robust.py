@@ -48,7 +48,7 @@ from robustrain.attacks.autoattack import (
 )
 from robustrain.data import to_unit_float
 from robustrain.utils import distributed as ddp
-from robustrain.utils.runtime import fp32_eval
+from robustrain.utils.runtime import fp32_eval, preserved_rng
 from robustrain.utils.units import format_eps
 
 __all__ = [
@@ -279,44 +279,37 @@ def evaluate_robustness(
     results: dict[str, float] = {}
     aa_results: dict[str, AutoAttackResult] = {}
     masks: dict[str, torch.Tensor] = {}
-    cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    try:
-        with fp32_eval(model):
-            for name, attack in attacks.items():
-                if isinstance(attack, AutoAttackSpec):
-                    # whole-set run: AutoAttack only attacks what is still robust, and resumes by chunk
-                    res = attack.evaluate(model, images, labels, batch_size=batch_size, device=device, seed=seed,
-                                          state_dir=aa_state, log_path=aa_log, progress=progress,
-                                          verbose=aa_verbose, desc=f"eval {name}")
-                    aa_results[name] = res
-                    results[name] = res.accuracy
-                    if per_image:
-                        masks[name] = res.robust.bool().cpu()
-                    continue
-                torch.manual_seed(seed)
-                correct = torch.zeros((), dtype=torch.long, device=device)
-                parts: list[torch.Tensor] = []
-                bar = tqdm(range(0, n, batch_size), desc=f"eval {name}", leave=False,
-                           disable=not progress, unit="batch")
-                for start in bar:
-                    x = images[start : start + batch_size].to(device, non_blocking=True)
-                    x = to_unit_float(x)
-                    y = labels[start : start + batch_size].to(device, non_blocking=True)
-                    if attack is not None:
-                        x = attack(model, x, y)
-                    with torch.no_grad():
-                        hit = model(x).argmax(1) == y
-                    correct += hit.sum()
-                    if per_image:
-                        parts.append(hit.cpu())
-                results[name] = correct.item() / max(n, 1)
+    with preserved_rng(), fp32_eval(model):
+        for name, attack in attacks.items():
+            if isinstance(attack, AutoAttackSpec):
+                # whole-set run: AutoAttack only attacks what is still robust, and resumes by chunk
+                res = attack.evaluate(model, images, labels, batch_size=batch_size, device=device, seed=seed,
+                                      state_dir=aa_state, log_path=aa_log, progress=progress,
+                                      verbose=aa_verbose, desc=f"eval {name}")
+                aa_results[name] = res
+                results[name] = res.accuracy
                 if per_image:
-                    masks[name] = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
-    finally:
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+                    masks[name] = res.robust.bool().cpu()
+                continue
+            torch.manual_seed(seed)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            parts: list[torch.Tensor] = []
+            bar = tqdm(range(0, n, batch_size), desc=f"eval {name}", leave=False,
+                       disable=not progress, unit="batch")
+            for start in bar:
+                x = images[start : start + batch_size].to(device, non_blocking=True)
+                x = to_unit_float(x)
+                y = labels[start : start + batch_size].to(device, non_blocking=True)
+                if attack is not None:
+                    x = attack(model, x, y)
+                with torch.no_grad():
+                    hit = model(x).argmax(1) == y
+                correct += hit.sum()
+                if per_image:
+                    parts.append(hit.cpu())
+            results[name] = correct.item() / max(n, 1)
+            if per_image:
+                masks[name] = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
     return RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results, masks)
 
 

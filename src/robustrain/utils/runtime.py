@@ -41,6 +41,7 @@ __all__ = [
     "fast_math",
     "fp32_eval",
     "no_tf32",
+    "preserved_rng",
     "resolve_device",
     "seed_everything",
 ]
@@ -163,3 +164,28 @@ def fp32_eval(model: nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run the block and put torch's CPU (and every CUDA device's) random state back as it
+    was, also when the block raises: an evaluation seeds its attacks without moving the
+    training run's random stream (issue 22: one home for what was written four times).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> with preserved_rng():
+        ...     _ = torch.rand(3)
+        >>> after = torch.rand(1)  # the first draw after the seed, as if the block never ran
+        >>> _ = torch.manual_seed(0)
+        >>> torch.equal(after, torch.rand(1))
+        True
+    """
+    cpu = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)

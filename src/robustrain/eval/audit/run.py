@@ -26,7 +26,7 @@ from robustrain.data import to_unit_float
 from robustrain.eval.audit import checks as C
 from robustrain.eval.audit.core import AuditReport, AuditSettings, CheckResult
 from robustrain.eval.audit.measure import LOSSES, gradient_health, pgd_run, predict, transfer_run
-from robustrain.utils.runtime import fp32_eval
+from robustrain.utils.runtime import fp32_eval, preserved_rng
 
 __all__ = ["run_audit"]
 
@@ -101,14 +101,13 @@ def run_audit(
     if x.shape[0] == 0 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {y.shape[0]} labels; pass one label per image, at least one")
     use_autoattack, aa_note = _autoattack_available(use_autoattack)
-    cpu_rng = torch.get_rng_state()
     with fp32_eval(model), torch.no_grad():
         num_classes = int(model(x[:1]).shape[1])
     bar = tqdm(total=_stages(settings, num_classes, use_autoattack, surrogate is not None), desc="audit",
                unit="stage", leave=False, disable=not progress)
     a = _Audit(model, x, y, settings, num_classes, device, bar)
     try:
-        with fp32_eval(model):
+        with preserved_rng(), fp32_eval(model):
             a.results["clean"] = _mean(predict(model, x, settings.batch_size) == y)
             _gradients(a)
             _sweep(a)
@@ -121,7 +120,6 @@ def run_audit(
             _transfer(a, surrogate)
     finally:
         bar.close()
-        torch.set_rng_state(cpu_rng)
     return _judge(a, surrogate is not None, use_autoattack, aa_note, seconds=time.perf_counter() - t0)
 
 
