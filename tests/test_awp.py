@@ -267,3 +267,20 @@ def test_bf16_ascent_gives_fp32_perturbation_of_the_right_size(tiny_overrides):
     handle.restore()
     for p, w in zip(params, w0):  # no optimiser step here: back to w up to fp32 rounding of (w + v) - v
         torch.testing.assert_close(p.detach(), w, rtol=0, atol=1e-6)
+
+
+def test_awp_suffix_in_either_order_once_and_listed(capsys):
+    """Issue 22: pgd_at+awp+uiat was refused ("did you mean pgd_at+uiat?"), pgd_at+awp+awp said
+    "unknown method 'pgd_at+awp'", and `list methods` did not mention +awp."""
+    from robustrain.cli import main
+    from robustrain.config import ConfigError
+
+    for name in ("pgd_at+uiat+awp", "pgd_at+awp+uiat"):
+        cfg = load_config(None, [f"method={name}"])
+        assert cfg.method.name == "pgd_at+uiat" and cfg.awp.gamma == 1e-2 and cfg.method_label == "pgd_at+uiat+awp"
+    with pytest.raises(ConfigError, match=r"names \+awp more than once; write it once, e\.g\. pgd_at\+awp"):
+        load_config(None, ["method=pgd_at+awp+awp"])
+    with pytest.raises(ConfigError, match="unknown method 'trades\\+awpx'"):
+        load_config(None, ["method=trades+awpx"])
+    assert main(["list", "methods"]) == 0
+    assert "<method>+awp" in capsys.readouterr().out

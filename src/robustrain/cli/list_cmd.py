@@ -47,9 +47,14 @@ def _methods() -> list[tuple[str, str]]:
     """Every method name (bases and ``<base>+<plugin>`` composites) with its help and parameters."""
     from robustrain.methods import method_entries
 
-    return [(e.name, f"{e.help}  params: " + ", ".join(f"{f.name}={format_value(f.name, f.default)}"
+    rows = [(e.name, f"{e.help}  params: " + ", ".join(f"{f.name}={format_value(f.name, f.default)}"
                                                        for f in e.fields))
             for e in method_entries()]
+    # a trainer-level suffix, not a registered method: say it exists (issue 22)
+    rows.append(("<method>+awp", "any method above + adversarial weight perturbation (Wu et al. 2020; official gamma "
+                                 "and warm-up of the base, or an awp: {gamma, warmup} section), e.g. pgd_at+awp, "
+                                 "trades+awp, pgd_at+uiat+awp"))
+    return rows
 
 
 def _schedules() -> list[tuple[str, str]]:

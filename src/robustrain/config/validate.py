@@ -275,9 +275,14 @@ def _expand_awp_suffix(data: Mapping[str, Any]) -> Mapping[str, Any]:
     ``awp`` section sets explicitly win."""
     method = data.get("method")
     name = method.get("name") if isinstance(method, Mapping) else method
-    if not isinstance(name, str) or not name.endswith(AWP_SUFFIX):
+    parts = name.split("+") if isinstance(name, str) else []
+    if AWP_SUFFIX[1:] not in parts[1:]:
         return data
-    base = name[: -len(AWP_SUFFIX)]
+    if parts.count(AWP_SUFFIX[1:]) > 1:
+        raise ConfigError(f"method.name {name!r} names {AWP_SUFFIX} more than once; write it once, e.g. "
+                          f"{'+'.join(p for p in parts if p != AWP_SUFFIX[1:])}{AWP_SUFFIX}")
+    # either order: pgd_at+uiat+awp and pgd_at+awp+uiat are the same run
+    base = "+".join(p for p in parts if p != AWP_SUFFIX[1:])
     out = dict(data)
     out["method"] = {**method, "name": base} if isinstance(method, Mapping) else base
     given = data.get("awp") or {}
