@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from robustrain.utils.errors import RunExistsError, RunFolderError, RunLockedError
+from robustrain.utils.errors import CheckpointError, RunExistsError, RunFolderError, RunLockedError
 from robustrain.utils.fileio import atomic_open, unwritable_reason, write_atomic, write_json
 
 try:  # POSIX advisory locks; elsewhere the lock is a no-op (documented)
@@ -306,10 +306,54 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file."""
-    with Path(path).open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_metrics(path: str | Path, *, strict: bool = True) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file, each a JSON object: the one reader of the file
+    (issue 22).
+
+    Args:
+        path: the file.
+        strict: a line that is not a JSON object is an error naming the file and the line
+            (reading a run); False: the records before the first such line (resuming after a
+            kill that interrupted an append keeps what was complete).
+
+    Raises:
+        CheckpointError: (``strict``) an unreadable file or a damaged line.
+
+    Example:
+        >>> import tempfile
+        >>> p = Path(tempfile.mkdtemp()) / "metrics.jsonl"
+        >>> _ = p.write_text('{"epoch": 1}\\n{"epoch": 2, "lr": 0.')
+        >>> read_metrics(p, strict=False)
+        [{'epoch': 1}]
+        >>> try:
+        ...     read_metrics(p)
+        ... except CheckpointError as e:
+        ...     "metrics.jsonl line 2 is not valid JSON" in str(e)
+        True
+    """
+    path = Path(path)
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as e:
+        if not strict:
+            return []
+        raise CheckpointError(f"cannot read {path} ({e.strerror or e})") from None
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            problem = None if isinstance(record, dict) else f"is not a JSON object (a {type(record).__name__})"
+        except (UnicodeDecodeError, ValueError) as e:
+            problem = f"is not valid JSON ({str(e).splitlines()[0][:80]})"
+        if problem is not None:
+            if not strict:
+                break
+            raise CheckpointError(f"{path} line {number} {problem}; the run was probably killed while writing it: "
+                                  f"delete or repair line {number} and rerun")
+        records.append(record)
+    return records
 
 
 def checkpoint_file(path: str | Path) -> Path:

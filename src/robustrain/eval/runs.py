@@ -131,46 +131,14 @@ def _damaged(path: Path, what: str, fix: str = "repair or delete that file") -> 
 
 
 def read_run_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file, each a JSON object.
+    """The records of a ``metrics.jsonl`` file, each a JSON object
+    (:func:`robustrain.artifacts.read_metrics`, strict).
 
     Raises:
         CheckpointError: a line that is not a JSON object (a half-written last line, a damaged
             file); the message names the file and the line number.
-
-    Example:
-        >>> import tempfile
-        >>> p = Path(tempfile.mkdtemp()) / "metrics.jsonl"
-        >>> _ = p.write_text('{"epoch": 1}\\n{"epoch": 2, "lr": 0.')
-        >>> try:
-        ...     read_run_metrics(p)
-        ... except CheckpointError as e:
-        ...     "metrics.jsonl line 2 is not valid JSON" in str(e)
-        True
     """
-    path = Path(path)
-    try:
-        records = read_metrics(path)
-    except (ValueError, OSError):  # JSON or UTF-8 errors: find the line to name it
-        records = None
-    if records is not None and all(isinstance(r, dict) for r in records):
-        return records
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path} ({e.strerror or e})") from None
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            detail = str(e).splitlines()[0][:80]
-            raise _damaged(path, f"line {number} is not valid JSON ({detail})",
-                           f"delete or repair line {number}") from None
-        if not isinstance(record, dict):
-            raise _damaged(path, f"line {number} is not a JSON object (a {type(record).__name__})",
-                           f"delete or repair line {number}")
-    return records or []
+    return read_metrics(path)
 
 
 def load_run(path: str | Path) -> RunInfo:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import math
 import sys
 import time
@@ -49,7 +48,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from robustrain.artifacts import RunDir, load_checkpoint
+from robustrain.artifacts import RunDir, load_checkpoint, read_metrics
 from robustrain.build import Run, build_run
 from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides, upgrade_saved_config
 from robustrain.eval.final import final_summary, selection_text
@@ -354,7 +353,7 @@ def _restore(ckpt: dict[str, Any], run: Run, state: TrainState, callbacks: list[
     """Resume: load the checkpoint, bring the run folder in line with it, say where training goes on."""
     restore(ckpt, run, state, callbacks)
     if not state.history and rd.metrics.is_file():  # a checkpoint from before the history key
-        state.history = _readable_records(rd)[: state.epoch]
+        state.history = read_metrics(rd.metrics, strict=False)[: state.epoch]
     if applied:
         state.resumes.append({"epoch": state.epoch, "overrides": applied})
     if is_main:
@@ -401,14 +400,3 @@ def _epoch(run: Run, state: TrainState, train_model: nn.Module, callbacks: list[
     record["wall_time_s"] = time.perf_counter() - t_epoch
     state.history.append(record)
     return record, stop
-
-
-def _readable_records(rd: RunDir) -> list[dict[str, Any]]:
-    """The records of ``metrics.jsonl`` up to its first unreadable line (an interrupted append)."""
-    records = []
-    for line in rd.metrics.read_text(errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            break
-    return records
