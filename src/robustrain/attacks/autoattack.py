@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from robustrain.attacks.autoattack_state import ChunkState
 from robustrain.data.batch import to_unit_float
+from robustrain.utils.checks import check_int
 from robustrain.utils.runtime import fp32_eval, preserved_rng
 
 __all__ = [
@@ -207,8 +208,7 @@ class AutoAttackSpec:
             part, _, attr = key.partition(".")
             if part not in _PARTS or not attr:
                 raise ValueError(f"unknown AutoAttack option {key!r}; use PART.ATTR with PART in {', '.join(_PARTS)}")
-        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be an int >= 1, got {self.chunk_size!r}")
+        check_int("chunk_size", self.chunk_size)
 
     @property
     def attacks_to_run(self) -> tuple[str, ...]:
@@ -383,8 +383,7 @@ def _check_inputs(images: Tensor, labels: Tensor, batch_size: int) -> None:
     if images.ndim < 2 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0] if images.ndim else 0} images but {labels.shape[0]} labels; "
                          "pass one label per image")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size)
 
 
 def run_autoattack(

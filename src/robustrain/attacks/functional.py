@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from robustrain.attacks import bn as _bn
 from robustrain.attacks.tape import taped
-from robustrain.utils.checks import check_choice, check_nonnegative
+from robustrain.utils.checks import check_choice, check_int, check_nonnegative
 from robustrain.utils.registry import Registry
 
 __all__ = [
@@ -234,8 +234,7 @@ def validate_attack_args(
     for name, value in (("eps", eps), ("alpha", alpha), ("init_std", init_std)):
         _check_number(name, value)
         check_nonnegative(name, value)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    check_int("steps", steps)
     check_choice("norm", norm, NORMS)
     check_choice("bn_mode", bn_mode, _bn.BN_MODES)
     if len(clip) != 2 or not clip[0] < clip[1]:

@@ -15,6 +15,8 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from robustrain.utils.checks import check_int
+
 from .augment import CropFlipParams, apply_crop_flip, sample_crop_flip
 from .batch import Batch, to_unit_float
 from .info import DatasetInfo
@@ -103,8 +105,7 @@ class DeviceLoader:
             raise ValueError(f"labels must be ({images.shape[0]},), got {tuple(labels.shape)}")
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
             raise ValueError(f"labels must be integers, got {labels.dtype}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int("batch_size", batch_size)  # bool too: batch_size=True is refused
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(
                 f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Sequence
 
-from robustrain.utils.checks import short_repr
+from robustrain.utils.checks import check_int, short_repr
 from robustrain.utils.registry import Registry
 from .activations import ACTIVATIONS, check_activation
 from .base import Classifier, Normalize, NormalizedClassifier
@@ -112,9 +112,7 @@ def model_params(name: str) -> dict[str, Any]:
 
 def check_int_param(key: str, value: Any, low: int = 1, hint: str = "") -> int:
     """An integer architecture parameter ``>= low`` (``bool`` is not an integer here)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{key} must be an integer >= {low}{f' ({hint})' if hint else ''}, got {short_repr(value, 40)}")
-    return value
+    return check_int(key, value, low, hint)
 
 
 def check_model_params(name: str, params: dict[str, Any], *, prefix: str = "") -> None:
@@ -223,10 +221,8 @@ def create_model(
             f"model {name!r} got unknown argument(s) {unknown}; its parameters are {sorted(valid)} "
             f"(plus num_classes, in_channels, activation, mean, std)"
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    check_int("num_classes", num_classes)
+    check_int("in_channels", in_channels)
     check_activation(activation)
     if (mean is None) != (std is None):
         raise ValueError("give both mean and std, or neither")

@@ -85,6 +85,24 @@ def check_nonnegative(name: str, value: float, hint: str = "") -> None:
         raise ValueError(f"{name} must be a finite number >= 0{_hint(hint)}, got {short_repr(value)}")
 
 
+def check_int(name: str, value: Any, low: int = 1, hint: str = "") -> int:
+    """``value`` must be an integer >= ``low``; ``bool`` is not one here (``batch_size=True``
+    is a mistake, not 1). The one home of this rule (issue 22).
+
+    Example:
+        >>> check_int("steps", 10)
+        10
+        >>> try:
+        ...     check_int("batch_size", True)
+        ... except ValueError as e:
+        ...     print(e)
+        batch_size must be an integer >= 1, got True
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}{_hint(hint)}, got {short_repr(value, 40)}")
+    return value
+
+
 def check_positive(name: str, value: float, hint: str = "") -> None:
     """``value`` must be a finite number > 0."""
     if not math.isfinite(value) or value <= 0:
