@@ -20,6 +20,7 @@ import robustrain.eval.robust as robust_mod
 from robustrain.artifacts.model_card import ModelSpec
 from robustrain.build import build_model
 from robustrain.train import loop as loop_mod
+from robustrain.train import callbacks as callbacks_mod
 from robustrain.utils.runtime import fast_math
 from robustrain.train import fit
 
@@ -136,9 +137,20 @@ def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
             phase[0] = "train"
 
     # every model (trained, and loaded for the final table) is built from its ModelSpec; every
-    # evaluation (guard, per epoch on the EMA weights, final) goes through evaluate_robustness
+    # evaluation (guard, per epoch on the EMA weights, final) goes through evaluate_robustness,
+    # and the guard's one-class check (issue 19) through one_class_share
+    real_share = callbacks_mod.one_class_share
+
+    def share(*args, **kwargs):
+        phase[0] = "eval"
+        try:
+            return real_share(*args, **kwargs)
+        finally:
+            phase[0] = "train"
+
     monkeypatch.setattr(ModelSpec, "build", build)
     monkeypatch.setattr(robust_mod, "evaluate_robustness", evaluate)
+    monkeypatch.setattr(callbacks_mod, "one_class_share", share)
     cfg = load_config(None, fast_overrides + ["train.bf16=true", "train.epochs=1", "train.ema=true"])
     fit(cfg, overwrite=True, progress=False, verbose=False)
     assert seen["train"] == {torch.bfloat16}

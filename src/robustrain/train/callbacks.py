@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from robustrain.attacks import bn_mode
 from robustrain.build import Run
 from robustrain.config import Config
 from robustrain.data.batch import to_unit_float
 from robustrain.eval.robust import build_eval_attacks, evaluate_attacks
 from robustrain.methods import majority_fraction
+from robustrain.utils.runtime import fp32_eval
 
 if TYPE_CHECKING:  # annotations only: state.py imports this module
     from robustrain.train.state import TrainState
@@ -59,7 +59,7 @@ def one_class_share(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int,
         (1.0, 1, 0.5)
     """
     preds = []
-    with torch.no_grad(), bn_mode(model, "eval"):
+    with torch.no_grad(), fp32_eval(model):
         for i in range(0, x.shape[0], batch_size):
             preds.append(model(to_unit_float(x[i:i + batch_size].to(device))).argmax(dim=1).cpu())
     pred = torch.cat(preds)
