@@ -30,6 +30,9 @@ __all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_f
 #: colour of reference lines (zero, the training eps), as the red lines of UIAT Figure 5
 REFERENCE_COLOR = "tab:red"
 
+#: series colours: the default cycle less C3 (tab:red, the reference lines' colour)
+_SERIES_CYCLE = ("C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")
+
 
 def require_matplotlib() -> None:
     """Fail early (before minutes of attacks) when figures cannot be drawn.
@@ -100,6 +103,25 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     return path
 
 
+def series_colors(panels: Sequence[Panel]) -> dict[str, str]:
+    """One colour per series label across every panel (issue 23: the same series, e.g.
+    "validation: pgd20", had a different colour in each panel of a multi-run figure), in the
+    order the labels first appear; matplotlib's default cycle without its red (``C3``), which
+    the reference lines use.
+
+    Example:
+        >>> a, b = Line("x", [0], [0]), Line("y", [0], [0])
+        >>> series_colors([Panel([a, b]), Panel([b])])
+        {'x': 'C0', 'y': 'C1'}
+    """
+    colors: dict[str, str] = {}
+    for panel in panels:
+        for line in panel.lines:
+            if line.label and line.label not in colors:
+                colors[line.label] = _SERIES_CYCLE[len(colors) % len(_SERIES_CYCLE)]
+    return colors
+
+
 def line_figure(panels: Sequence[Panel], path: str | os.PathLike, *, title: str = "", ncols: int | None = None,
                 dpi: int = 120) -> Path:
     """Draw ``panels`` side by side (``ncols`` per row, default all in one row up to 4) and
@@ -109,10 +131,11 @@ def line_figure(panels: Sequence[Panel], path: str | os.PathLike, *, title: str 
     ncols = ncols or min(len(panels), 4)
     nrows = -(-len(panels) // ncols)
     fig, axes = _figure(nrows, ncols, 5.0, 3.8)
+    colors = series_colors(panels)
     for ax, panel in zip(axes, panels):
         for line in panel.lines:
             ax.plot(list(line.x), list(line.y), marker=line.marker or None, linestyle=line.linestyle,
-                    label=line.label, markersize=4)
+                    label=line.label, markersize=4, color=colors.get(line.label))
             for x, y, text in zip(line.x, line.y, line.point_labels or ()):
                 ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         for v in panel.hlines:
