@@ -24,7 +24,7 @@ from typing import Sequence
 from robustrain.utils.errors import PlotDependencyError
 from robustrain.utils.fileio import atomic_open
 
-__all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure",
+__all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure", "pct",
            "REFERENCE_COLOR"]
 
 #: colour of reference lines (zero, the training eps), as the red lines of UIAT Figure 5
@@ -101,6 +101,11 @@ def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=dpi)
     return path
+
+
+def pct(values: Sequence[float]) -> list[float]:
+    """Accuracies as fractions -> percent, the unit of every figure's accuracy axis."""
+    return [100 * v for v in values]
 
 
 def series_colors(panels: Sequence[Panel]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustrain.eval.audit.core import AuditReport
-from robustrain.eval.plots import Line, Panel, line_figure
+from robustrain.eval.plots import Line, Panel, line_figure, pct
 from robustrain.utils.errors import PlotDependencyError
 from robustrain.utils.fileio import write_atomic, write_json
 from robustrain.utils.units import format_eps
@@ -80,21 +80,22 @@ def format_markdown(report: AuditReport) -> str:
 
 
 def _figure(report: AuditReport, path: Path) -> Path:
+    """The sweep and convergence curves, accuracies in % as every other figure (issue 23)."""
     eps, steps = report.curves["eps"], report.curves["steps"]
     positions = list(range(len(eps["eps"])))
-    sweep = Panel([Line("PGD-CE", positions, eps["accuracy"])], title="accuracy vs eps (Linf)", xlabel="eps",
-                  ylabel="accuracy", xticks=positions, xticklabels=[_eps_label(e) for e in eps["eps"]],
+    sweep = Panel([Line("PGD-CE", positions, pct(eps["accuracy"]))], title="accuracy vs eps (Linf)", xlabel="eps",
+                  ylabel="accuracy (%)", xticks=positions, xticklabels=[_eps_label(e) for e in eps["eps"]],
                   hlines=[0.0])
     n_steps = len(steps["accuracy"]) - 1
-    lines = [Line("PGD-CE, first run", steps["steps"], steps["accuracy"], marker="")]
+    lines = [Line("PGD-CE, first run", steps["steps"], pct(steps["accuracy"]), marker="")]
     if len(steps["restarts"]) > 1:
-        lines.append(Line("after each restart", [n_steps] * len(steps["restarts"]), steps["restarts"],
+        lines.append(Line("after each restart", [n_steps] * len(steps["restarts"]), pct(steps["restarts"]),
                           linestyle="", point_labels=[f"r{i + 1}" for i in range(len(steps["restarts"]))]))
     for label, key in (("APGD-CE + APGD-T", "autoattack"), ("Square", "square")):
         if steps.get(key) is not None:
-            lines.append(Line(label, [0, n_steps], [steps[key]] * 2, marker="", linestyle="--"))
+            lines.append(Line(label, [0, n_steps], pct([steps[key]] * 2), marker="", linestyle="--"))
     conv = Panel(lines, title=f"accuracy vs PGD steps (eps={format_eps(report.settings.eps)})", xlabel="steps",
-                 ylabel="accuracy", integer_x=True)
+                 ylabel="accuracy (%)", integer_x=True)
     return line_figure([sweep, conv], path, title=f"audit verdict: {report.verdict}")
 
 

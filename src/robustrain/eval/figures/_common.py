@@ -24,6 +24,7 @@ import torch
 
 from robustrain.artifacts import LoadedModel, checkpoint_file
 from robustrain.data import load_split
+from robustrain.eval.plots import pct  # noqa: F401  (re-exported for the figure modules)
 from robustrain.utils.fileio import write_atomic
 from robustrain.utils.registry import Registry
 from robustrain.utils.runtime import resolve_device
@@ -98,10 +99,6 @@ def common_dir(paths: Sequence[Path]) -> Path:
 def write_series(path: Path, data: Any) -> Path:
     """The plotted series as indented JSON (NaN refused), written atomically."""
     return write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
-
-
-def pct(values: Sequence[float]) -> list[float]:
-    return [100 * v for v in values]
 
 
 # ------------------------------------------------------------------ arguments
