@@ -522,6 +522,27 @@ def test_a_later_table_reuses_an_identical_run_on_disk(tmp_path):
     assert "an identical run found under OUT" in format_plan(build_plan("table6", ReproduceOptions(out=tmp_path)))
 
 
+def test_a_uiat_run_from_before_issue_19_is_not_reused(tmp_path):
+    """Its config.yaml has no target_bn_mode: it was trained with the eval-mode target, so it is
+    not the run today's preset asks for (found elsewhere: not reused; in the row's own folder:
+    refused with one line)."""
+    import yaml
+
+    first = build_plan("table1", ReproduceOptions(out=tmp_path, only=("uiat-cifar10",))).rows[0].runs[0]
+    old = yaml.safe_load(dump_config(first.cfg))
+    del old["method"]["target_bn_mode"], old["method"]["adv_features"]
+    elsewhere = tmp_path / "older" / "uiat-run"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "config.yaml").write_text(yaml.safe_dump(old))
+    (elsewhere / "summary.json").write_text("{}")
+    later = build_plan("table6", ReproduceOptions(out=tmp_path, only=("row5",))).rows[0].runs[0]
+    assert later.found is None and later.train_dir == later.run_dir
+    first.run_dir.mkdir(parents=True)
+    (first.run_dir / "config.yaml").write_text(yaml.safe_dump(old))
+    with pytest.raises(ReproduceError, match="holds a run of another config"):
+        build_plan("table1", ReproduceOptions(out=tmp_path, only=("uiat-cifar10",)))
+
+
 def test_full_scale_checks_gpu_and_data_before_anything(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     plan = build_plan("table6", ReproduceOptions(scale="full", out=tmp_path / "o", only=("row1",)))

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from robustrain.artifacts import RunDir, load_checkpoint
-from robustrain.config import config_from_dict, dump_config
+from robustrain.config import config_from_dict, dump_config, upgrade_saved_config
 from robustrain.data import get_dataset_info
 from robustrain.eval.figures import curves_figure, perturbation_figure, universal_perturbations
 from robustrain.eval.plots import require_matplotlib
@@ -105,7 +105,7 @@ def _config_yaml(run: Path, summary: Mapping[str, Any] | None) -> str:
     file = RunDir(run).config
     raw = yaml.safe_load(file.read_text()) if file.is_file() else (summary or {}).get("config", {})
     try:
-        return dump_config(config_from_dict(raw))
+        return dump_config(config_from_dict(upgrade_saved_config(raw)))
     except ValueError:  # an older schema: show it as saved
         return yaml.safe_dump(raw, sort_keys=False)
 

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import yaml
 
 from robustrain.artifacts import RunDir, read_metrics
-from robustrain.config import config_from_dict, config_to_dict
+from robustrain.config import config_from_dict, config_to_dict, upgrade_saved_config
 from robustrain.eval.records import eval_record_paths
 from robustrain.utils.errors import CheckpointError, UsageError
 
@@ -110,7 +110,8 @@ def flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
     still matches the schema, with the method's and model's parameter defaults filled in so
     runs that spell a default out and runs that do not compare equal. Lists become tuples."""
     try:
-        nested = config_to_dict(config_from_dict(config))  # defaults spelled out
+        # defaults spelled out; fields the run predates read as what it was trained with (issue 19)
+        nested = config_to_dict(config_from_dict(upgrade_saved_config(config)))
     except ValueError:  # a run from an older schema: compare it as written
         nested = dict(config)
     return _flatten(nested)

@@ -47,7 +47,7 @@ from typing import Mapping
 import yaml
 
 from robustrain.artifacts import RunDir
-from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
+from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config, upgrade_saved_config
 from robustrain.reproduce.scale import MINI_EPOCHS, MINI_EVAL_N, SCALES, Scale
 from robustrain.reproduce.tables import TABLES, Row, Table
 from robustrain.utils.errors import ReproduceError
@@ -310,7 +310,8 @@ def _scan_runs(out: Path) -> dict[str, list[Path]]:
         return found
     for path in sorted(out.rglob(RunDir.CONFIG)):
         try:
-            fp = config_fingerprint(config_from_dict(yaml.safe_load(path.read_text()) or {}))
+            # a run's saved config: one older than a method field reads as what it was trained with (issue 19)
+            fp = config_fingerprint(config_from_dict(upgrade_saved_config(yaml.safe_load(path.read_text()) or {})))
         except Exception:  # a folder of another robustrain version or a hand-edited file: not reusable
             continue
         found.setdefault(fp, []).append(path.parent)
@@ -353,7 +354,7 @@ class _Planner:
         own = RunDir(spec.run_dir).config
         if own.exists():
             try:
-                theirs = config_fingerprint(config_from_dict(yaml.safe_load(own.read_text()) or {}))
+                theirs = config_fingerprint(config_from_dict(upgrade_saved_config(yaml.safe_load(own.read_text()) or {})))
             except Exception:
                 theirs = None
             if theirs != spec.fingerprint:

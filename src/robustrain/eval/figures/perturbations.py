@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from robustrain.artifacts import RunDir, load_checkpoint
-from robustrain.config import config_from_dict
+from robustrain.config import config_from_dict, upgrade_saved_config
 from robustrain.data import get_dataset_info, load_split
 from robustrain.eval.figures._common import ANALYSES, arg, output_base, write_series
 from robustrain.eval.images import image_grid, rescale_symmetric, write_png
@@ -55,7 +55,7 @@ def perturbation_figure(run: str | Path, out: str | Path | None = None, *, check
     run = Path(run)
     path = run if run.is_file() else run / checkpoint
     ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"])
+    cfg = config_from_dict(upgrade_saved_config(ckpt["config"]))
     info = get_dataset_info(cfg.data.name)
     z = universal_perturbations(ckpt["method"], info.num_classes, tuple(info.image_shape)).numpy()
     classes = list(range(min(info.num_classes, 20)))
