@@ -121,7 +121,7 @@ def test_bf16_attack_keeps_perturbation_fp32_and_inside_eps():
 def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
     seen = {"train": set(), "eval": set()}
     phase = ["train"]
-    real_build, real_eval = ModelSpec.build, robust_mod.evaluate_robustness
+    real_build = ModelSpec.build
 
     def build(spec, device="cpu"):
         model = real_build(spec, device)
@@ -129,28 +129,22 @@ def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
             lambda m, args, out: seen[phase[0]].add((out[0] if isinstance(out, tuple) else out).dtype))
         return model
 
-    def evaluate(*args, **kwargs):
-        phase[0] = "eval"
-        try:
-            return real_eval(*args, **kwargs)
-        finally:
-            phase[0] = "train"
+    def as_evaluation(fn):
+        """``fn`` with the forwards it runs counted as evaluation."""
+        def wrapped(*args, **kwargs):
+            phase[0] = "eval"
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                phase[0] = "train"
+        return wrapped
 
     # every model (trained, and loaded for the final table) is built from its ModelSpec; every
     # evaluation (guard, per epoch on the EMA weights, final) goes through evaluate_robustness,
     # and the guard's one-class check (issue 19) through one_class_share
-    real_share = callbacks_mod.one_class_share
-
-    def share(*args, **kwargs):
-        phase[0] = "eval"
-        try:
-            return real_share(*args, **kwargs)
-        finally:
-            phase[0] = "train"
-
     monkeypatch.setattr(ModelSpec, "build", build)
-    monkeypatch.setattr(robust_mod, "evaluate_robustness", evaluate)
-    monkeypatch.setattr(callbacks_mod, "one_class_share", share)
+    monkeypatch.setattr(robust_mod, "evaluate_robustness", as_evaluation(robust_mod.evaluate_robustness))
+    monkeypatch.setattr(callbacks_mod, "one_class_share", as_evaluation(callbacks_mod.one_class_share))
     cfg = load_config(None, fast_overrides + ["train.bf16=true", "train.epochs=1", "train.ema=true"])
     fit(cfg, overwrite=True, progress=False, verbose=False)
     assert seen["train"] == {torch.bfloat16}

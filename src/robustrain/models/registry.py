@@ -31,7 +31,6 @@ from .base import Classifier, Normalize, NormalizedClassifier
 __all__ = [
     "MAX_PARAMETERS",
     "MODELS",
-    "check_int_param",
     "check_model_params",
     "check_size",
     "create_model",
@@ -108,11 +107,6 @@ def model_params(name: str) -> dict[str, Any]:
         for p in params.values()
         if p.name not in COMMON_PARAMS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
-
-
-def check_int_param(key: str, value: Any, low: int = 1, hint: str = "") -> int:
-    """An integer architecture parameter ``>= low`` (``bool`` is not an integer here)."""
-    return check_int(key, value, low, hint)
 
 
 def check_model_params(name: str, params: dict[str, Any], *, prefix: str = "") -> None:

@@ -27,10 +27,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustrain.utils.checks import check_int
+
 from .activations import make_activation
 from .base import Classifier
 from .init import init_weights
-from .registry import check_int_param, check_size, register_model
+from .registry import check_size, register_model
 
 __all__ = ["ConvBNAct", "SmallCNN", "check_small_cnn", "small_cnn"]
 
@@ -38,7 +40,7 @@ __all__ = ["ConvBNAct", "SmallCNN", "check_small_cnn", "small_cnn"]
 def check_small_cnn(params: dict, prefix: str = "") -> None:
     """``width`` a positive integer, the net at most :data:`~robustrain.models.registry.MAX_PARAMETERS`
     parameters (about 378 width**2)."""
-    width = check_int_param(f"{prefix}width", params["width"], 1, "channels of the first stage, e.g. 32")
+    width = check_int(f"{prefix}width", params["width"], 1, "channels of the first stage, e.g. 32")
     check_size(f"{prefix}width", 378.0 * width**2, f"width={width}")
 
 

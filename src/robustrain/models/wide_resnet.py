@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from robustrain.utils.checks import short_repr
+from robustrain.utils.checks import check_int, short_repr
 
 from .activations import make_activation
 from .base import Classifier
 from .init import init_weights
-from .registry import check_int_param, check_size, register_model
+from .registry import check_size, register_model
 
 __all__ = ["WideBasicBlock", "WideResNet", "check_wrn", "wide_resnet", "wrn28_10", "wrn34_10"]
 
@@ -36,7 +36,7 @@ def check_wrn(params: dict, prefix: str = "") -> None:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(f"{prefix}depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 34, 40, ...) for a Wide ResNet, "
                          f"got {short_repr(depth, 40)}; e.g. {prefix}depth=28")
-    check_int_param(f"{prefix}width", width, 1, "the widening factor k, e.g. 10")
+    check_int(f"{prefix}width", width, 1, "the widening factor k, e.g. 10")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"{prefix}dropout must lie in [0, 1) (a dropout probability, e.g. 0.0), got {short_repr(dropout, 40)}")
     check_size(f"{prefix}width", 96768.0 * ((depth - 4) // 6) * width**2, f"depth={depth}, width={width}")

@@ -32,7 +32,6 @@ from robustrain.build import Run
 from robustrain.config import Config
 from robustrain.data.batch import to_unit_float
 from robustrain.eval.robust import build_eval_attacks, evaluate_attacks
-from robustrain.methods import majority_fraction
 from robustrain.utils.runtime import fp32_eval
 
 if TYPE_CHECKING:  # annotations only: state.py imports this module
@@ -64,8 +63,7 @@ def one_class_share(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int,
             preds.append(model(to_unit_float(x[i:i + batch_size].to(device))).argmax(dim=1).cpu())
     pred = torch.cat(preds)
     counts = torch.bincount(pred)
-    share = float(majority_fraction(pred, counts.numel()))
-    return share, int(counts.argmax()), float((pred == y.cpu()).float().mean())
+    return float(counts.max()) / pred.numel(), int(counts.argmax()), float((pred == y.cpu()).float().mean())
 
 
 class Callback:

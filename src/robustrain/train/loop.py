@@ -172,7 +172,7 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
             # one host read per log point; means over ranks, so every rank takes the same NaN decision
             means = _means(interval, interval_n)
             interval.clear()
-            interval_n = torch.zeros((), device=run.device)
+            interval_n.zero_()
             if not math.isfinite(means["loss"]):
                 raise NonFiniteLossError(_nan_advice(means["loss"], epoch, step + 1, cfg.optim.lr, run_dir))
             steps_log.append({"step": step + 1, "lr": lr, **means})
@@ -388,7 +388,6 @@ def _epoch(run: Run, state: TrainState, train_model: nn.Module, callbacks: list[
     record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path)
     state.step += len(run.loader)
     state.epoch += 1
-    record["step"] = state.step
     if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch - 1:
         record["resumed_with"] = list(applied)
     # DDP: rank 0's BatchNorm statistics everywhere, so every rank evaluates the saved model

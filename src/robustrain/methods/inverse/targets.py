@@ -93,8 +93,8 @@ class InverseTargets(nn.Module):
     """
 
     def __init__(
-        self, ctx: MethodContext, *, eps_inv: float, init_std_inv: float, bn_mode: str, detach_target: bool,
-        target_bn_mode: str = "train_frozen_stats",
+        self, ctx: MethodContext, *, eps_inv: float, init_std_inv: float, bn_mode: str, target_bn_mode: str,
+        detach_target: bool,
         alpha_universal: float | None = None, alpha_inv: float | None = None, steps_inv: int | None = None,
         gamma: float | None = None, momentum_start: float | None = None, oneoff_epoch: float | None = None,
         universal: bool = False, momentum: bool = False, oneoff: bool = False,
