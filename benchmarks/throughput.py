@@ -41,7 +41,7 @@ from torch import nn
 from robustrain.artifacts import load_model
 from robustrain.attacks import create_attack
 from robustrain.data import Batch, DeviceLoader, get_dataset_info, load_split
-from robustrain.eval.robust import evaluate_attacks
+from robustrain.eval import evaluate_robustness
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
 
@@ -184,8 +184,8 @@ def robust_check(model: nn.Module, args, device: torch.device) -> str:
     ta = torchattacks_pgd20(model)
     if ta is not None:
         attacks[TORCHATTACKS] = lambda m, x, y: ta(x, y)
-    acc = evaluate_attacks(model, images[:n], labels[:n], attacks, batch_size=args.batch_size,
-                           device=device, seed=args.seed, progress=False)
+    acc = evaluate_robustness(model, images[:n], labels[:n], attacks, batch_size=args.batch_size,
+                              device=device, seed=args.seed, progress=False).accuracy
     return f"accuracy on the first {n} {args.dataset} test images: " + ", ".join(
         f"{name} {100 * a:.2f}%" for name, a in acc.items())
 

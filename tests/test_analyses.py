@@ -35,27 +35,61 @@ def test_registry_has_perturbations():
     assert "perturbations" in ANALYSES
 
 
-def test_perturbation_figure_shows_z_and_x_plus_z(tmp_path, tiny_overrides):
+def test_perturbation_figure_shows_z_and_x_plus_z(tmp_path, tiny_overrides, monkeypatch):
+    import json
+
+    from robustrain.data import get_dataset_info
+    from robustrain.eval import plots
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: figures.append(fig) or save(fig, path, dpi))
     cfg = load_config(None, tiny_overrides + ["train.epochs=1", "method=uiat", "method.steps=2", "name=u"])
     fit(cfg, progress=False, verbose=False)
     run = tmp_path / "runs" / "u"
     assert main(["analyze", "perturbations", str(run)]) == 0
-    png = read_png(run / "perturbations.png").astype(np.float32) / 255
+    assert (run / "perturbations.png").read_bytes()[:4] == b"\x89PNG"
+    (fig,) = figures
     z = load_checkpoint(run / "last.pt")["method"]["targets.z"].numpy()
-    c, h, w = z.shape[1:]
-    scale, pad = 4, 2
+    ncols = z.shape[0]
+    axes = fig.axes
+    assert len(axes) == 3 * ncols
+    # issue 23: every column is titled with its class, every row says what it shows
+    info = get_dataset_info("synthetic")
+    names = list(info.class_names) if info.class_names else [f"class {c}" for c in range(ncols)]
+    assert [ax.get_title() for ax in axes[:ncols]] == names
+    assert [axes[r * ncols].get_ylabel() for r in range(3)] == ["z_c (grey = 0)", "test image x", "x + z_c"]
+    assert "u" in fig.get_suptitle() and "max|z|" in fig.get_suptitle()
+    series = json.loads((run / "perturbations.json").read_text())
+    assert series["class_names"] == names and series["rows"][0] == "z_c (grey = 0)"
     images, labels = load_split("synthetic", "test")
 
-    def tile(row, col):
-        top, left = (pad + row * (h + pad)) * scale, (pad + col * (w + pad)) * scale
-        return png[:, top : top + h * scale : scale, left : left + w * scale : scale]
+    def tile(row, col):  # the plotted pixels, (C, H, W)
+        return np.asarray(axes[row * ncols + col].get_images()[0].get_array()).transpose(2, 0, 1)
 
-    for cls in (0, z.shape[0] - 1):
+    for cls in (0, ncols - 1):
         x = images[int((labels == cls).nonzero()[0])].float().numpy() / 255
-        np.testing.assert_allclose(tile(0, cls), rescale_symmetric(z)[cls], atol=1 / 255)
-        np.testing.assert_allclose(tile(1, cls), x, atol=1 / 255)
-        np.testing.assert_allclose(tile(2, cls), np.clip(x + z[cls], 0, 1), atol=1 / 255)
+        np.testing.assert_allclose(tile(0, cls), rescale_symmetric(z)[cls], atol=1e-6)
+        np.testing.assert_allclose(tile(1, cls), x, atol=1e-6)
+        np.testing.assert_allclose(tile(2, cls), np.clip(x + z[cls], 0, 1), atol=1e-6)
     assert torch.as_tensor(z).abs().max() <= 4 / 255 + 1e-6  # eps' ball
+
+
+def test_perturbation_figure_names_cifar_classes(tmp_path, monkeypatch):
+    from robustrain.data import get_dataset_info
+    from robustrain.eval import plots
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: figures.append(fig) or save(fig, path, dpi))
+    cfg = load_config(None, ["data.name=cifar10-mini", "data.val_n=4957", "model.width=4", "method=uiat",
+                             "method.steps=1", "train.epochs=1", "eval.n=16", "eval.final_n=16", "guard.n=16",
+                             "eval.final_attacks=natural", f"out_dir={tmp_path}", "name=u"])
+    fit(cfg, progress=False, verbose=False)
+    assert main(["analyze", "perturbations", str(tmp_path / "u")]) == 0
+    titles = [ax.get_title() for ax in figures[0].axes[:10]]
+    assert titles == list(get_dataset_info("cifar10-mini").class_names)
+    assert titles[:2] == ["airplane", "automobile"]
 
 
 def test_perturbations_of_a_non_universal_method_is_a_clear_error(tmp_path, tiny_overrides, capsys):
@@ -73,7 +107,7 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from robustrain.config import config_to_dict, dump_config
-from robustrain.eval import evaluate_attacks, load_model
+from robustrain.eval import evaluate_robustness, load_model
 from robustrain.eval.figures import analysis_description, eps_grid
 from robustrain.eval.runs import swept_params, load_runs
 from robustrain.artifacts import FORMAT
@@ -182,7 +216,7 @@ def test_aa_diff_series_equals_direct_evaluation(trained, tmp_path, capsys):
     x, y = load_split("synthetic", "test")
     for side, path in (("a", trained / "best.pt"), ("b", other / "best.pt")):
         model = load_model(path).model
-        want = [evaluate_attacks(model, x[:16], y[:16], ["fgsm"], eps=e, progress=False)["fgsm"]
+        want = [evaluate_robustness(model, x[:16], y[:16], ["fgsm"], eps=e, progress=False).accuracy["fgsm"]
                 for e in data["eps"]]
         assert data[side]["acc"] == pytest.approx(want)
     assert data["diff"] == pytest.approx([a - b for a, b in zip(data["a"]["acc"], data["b"]["acc"])])

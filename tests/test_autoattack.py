@@ -1,4 +1,4 @@
-"""AutoAttack adapter (official pyautoattack) and the attack names of evaluate_attacks."""
+"""AutoAttack adapter (official pyautoattack) and the attack names of evaluate_robustness."""
 
 import json
 import sys
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from robustrain.attacks import pgd
-from robustrain.eval import PROTOCOL, build_eval_attacks, describe_protocol, evaluate_attacks, evaluate_robustness
+from robustrain.eval import PROTOCOL, build_eval_attacks, describe_protocol, evaluate_robustness
 from robustrain.attacks import autoattack as aa_mod
 from robustrain.attacks.autoattack import AutoAttackSpec, autoattack, parse_autoattack_name, run_autoattack
 
@@ -190,7 +190,8 @@ def test_flags_are_captured_and_returned():
     res = run_autoattack(net, x, y, version="custom", attacks=["apgd-ce"], options=QUICK, progress=False)
     assert any("probability distribution" in f and "flags_doc.md" in f for f in res.flags)
     with pytest.warns(UserWarning, match=r"AutoAttack flag \(aa\): .*probability"):
-        evaluate_attacks(net, x, y, {"aa": AutoAttackSpec("custom", ("apgd-ce",), options=QUICK)}, progress=False)
+        evaluate_robustness(net, x, y, {"aa": AutoAttackSpec("custom", ("apgd-ce",), options=QUICK)}, progress=False,
+                            warn_flags=True)
 
 
 def test_randomised_model_is_flagged():

@@ -8,7 +8,7 @@ import torch
 
 from robustrain.cli import main
 from robustrain.config import config_to_dict, load_config
-from robustrain.eval import evaluate_attacks, load_model
+from robustrain.eval import evaluate_robustness, load_model
 from robustrain.artifacts.export import export_model, read_export_info
 from robustrain.artifacts.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from robustrain.build import build_model
@@ -70,8 +70,8 @@ def test_round_trip_same_model_same_accuracy(ckpt, tmp_path, capsys):
     x = torch.rand(8, 3, 16, 16)
     assert torch.equal(a.model(x), b.model(x))
     y = torch.randint(0, 10, (8,))
-    assert evaluate_attacks(a.model, x, y, ["natural", "fgsm"], progress=False) == \
-        evaluate_attacks(b.model, x, y, ["natural", "fgsm"], progress=False)
+    assert evaluate_robustness(a.model, x, y, ["natural", "fgsm"], progress=False).accuracy == \
+        evaluate_robustness(b.model, x, y, ["natural", "fgsm"], progress=False).accuracy
     # and through the command line
     args = ["--attacks", "natural,fgsm", "--n", "24", "--no-progress", "--device", "cpu"]
     assert main(["eval", str(ckpt), *args, "--out", str(tmp_path / "a.json")]) == 0

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-from pathlib import Path
 
 from robustrain.cli._options import device_option, require_writable
 from robustrain.utils.errors import UsageError
@@ -65,33 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustrain.artifacts import check_dataset, checkpoint_file, load_model
-    from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, require_pyautoattack
-    from robustrain.data import load_split
-    from robustrain.eval import build_eval_attacks, evaluate_checkpoint, format_table
-    from robustrain.eval.records import eval_record_path
-    from robustrain.utils.errors import CheckpointError, RobustrainError
-    from robustrain.utils.fileio import write_json
-    from robustrain.utils.units import parse_number
+    from robustrain.attacks.autoattack import AutoAttackSpec, require_pyautoattack
+    from robustrain.eval import build_eval_attacks, eval_files, evaluate_saved, format_table
+    from robustrain.utils.errors import RobustrainError
 
-    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if not names:
-        raise UsageError("--attacks is empty; give e.g. natural,pgd20,cw30,aa")
-    if args.aa_version != "standard":
-        if "aa" not in names:
-            raise UsageError("--aa-version applies to the attack `aa`; add aa to --attacks")
-        names = [f"aa-{args.aa_version}" if a == "aa" else a for a in names]
-    if args.n is not None and args.n <= 0:
-        raise UsageError("--n must be positive")
-    if args.batch_size <= 0:
-        raise UsageError("--batch-size must be positive")
-    eps = parse_number(args.eps, "--eps") if args.eps is not None else None
-    if eps is not None and not 0 < eps < float("inf"):
-        raise UsageError(f"--eps must be positive, e.g. 8/255 or 0.031, got {args.eps}")
-    if eps is not None and args.norm.lower() == "linf" and eps > 1:
-        # an Linf radius above 1 is no threat model for [0, 1] pixels (an L2 radius may exceed 1)
-        raise UsageError(f"--eps {args.eps} is larger than the whole [0, 1] pixel range; an Linf radius is at "
-                         "most 1, e.g. 8/255")
+    names, eps = _attack_names(args), _eps(args)
     try:
         attacks = build_eval_attacks(names, eps=eps, norm=args.norm)
     except KeyError as e:
@@ -103,70 +79,62 @@ def run(args: argparse.Namespace) -> int:
         try:
             require_pyautoattack()
         except ImportError as e:
-            raise RobustrainError(str(e)) from None  # exit 1: a missing optional package
-
+            raise RobustrainError(str(e)) from None  # exit 1: a missing package
     device = device_option(args.device)
-    # a run folder evaluates its best.pt (last.pt without one)
-    ckpt = checkpoint_file(args.checkpoint)
-    if not ckpt.is_file():
-        folder = Path(args.checkpoint)
-        why = (f"the run folder {folder} holds no best.pt or last.pt yet (no epoch finished?)" if folder.is_dir()
-               else "give a best.pt / last.pt, a run folder or an exported OUT.pt")
-        raise CheckpointError(f"checkpoint {ckpt} does not exist; {why}")
-    # one file per protocol: evaluations with other attacks, radii or image counts do not overwrite it
-    out = Path(args.out) if args.out else eval_record_path(ckpt, names, args.norm, eps, args.n)
-    # an interrupted AutoAttack continues from its state; the default state is removed once done
-    aa_state = Path(args.aa_state) if args.aa_state else out.with_name(out.stem + ".aa-state")
-    aa_log = out.with_name(out.stem + "-autoattack.log")
+    files = eval_files(args.checkpoint, names, norm=args.norm, eps=eps, n=args.n, out=args.out,
+                       aa_state=args.aa_state)
     # every file the evaluation writes must be writable before it starts (not after an hour of AutoAttack)
-    require_writable(out, "--out")
-    if uses_aa:
-        require_writable(aa_log, "--out")
-        require_writable(aa_state / "chunk", "--aa-state")
-    # what the file says it is (dataset, data folder), to pick the test split before evaluating
-    info = load_model(ckpt, device, ema=not args.no_ema)
-    dataset = args.dataset or info.dataset
-    try:
-        check_dataset(info, dataset)
-    except ValueError as e:
-        raise UsageError(f"--dataset {dataset}: {e}" if args.dataset else str(e)) from None
-    root = args.data_root
-    if root is None and info.config is not None and dataset == info.dataset:
-        root = (info.config.get("data") or {}).get("root")
-    x, y = load_split(dataset, "test", root=root, download=args.download)
-    n = x.shape[0] if args.n is None else min(args.n, x.shape[0])
-    if uses_aa:
-        print(f"AutoAttack: state in {aa_state} (rerun the same command to continue an interrupted run), "
-              f"log in {aa_log}", file=sys.stderr)
-    args.aa_state_dir = aa_state if uses_aa else None  # named by main()'s Ctrl-C message
-    record = evaluate_checkpoint(ckpt, x[:n], y[:n], attacks, device=device, loaded=info,
-                                 batch_size=args.batch_size, seed=args.seed,
-                                 progress=not args.no_progress and sys.stderr.isatty(),
-                                 aa_state=aa_state if uses_aa else None, aa_log=aa_log if uses_aa else None,
-                                 aa_verbose=args.aa_verbose)
-    loaded, res = record.loaded, record.result
-    label = f"{loaded.meta.get('method')} / {loaded.meta.get('model')}"
-    trained = "" if dataset == loaded.dataset else f" (trained on {loaded.dataset})"
-    print(f"{ckpt} (epoch {loaded.epoch}, {loaded.weights} weights), {n} {dataset} test images{trained}")
-    print(format_table({label: res.accuracy}, names))
+    require_writable(files.out, "--out")
+    if files.aa_state is not None:
+        require_writable(files.aa_log, "--out")
+        require_writable(files.aa_state / "chunk", "--aa-state")
+        print(f"AutoAttack: state in {files.aa_state} (rerun the same command to continue an interrupted run), "
+              f"log in {files.aa_log}", file=sys.stderr)
+    args.aa_state_dir = files.aa_state  # named by main()'s Ctrl-C message
+    saved = evaluate_saved(files, attacks, norm=args.norm, eps=eps, n=args.n, dataset=args.dataset,
+                           data_root=args.data_root, download=args.download, device=device, ema=not args.no_ema,
+                           batch_size=args.batch_size, seed=args.seed, aa_verbose=args.aa_verbose,
+                           progress=not args.no_progress and sys.stderr.isatty())
+    loaded, res = saved.record.loaded, saved.record.result
+    trained = "" if saved.dataset == loaded.dataset else f" (trained on {loaded.dataset})"
+    print(f"{files.checkpoint} (epoch {loaded.epoch}, {loaded.weights} weights), {saved.n} {saved.dataset} "
+          f"test images{trained}")
+    print(format_table({f"{loaded.meta.get('method')} / {loaded.meta.get('model')}": res.accuracy}, names))
     print(f"protocol: {res.protocol}")
     for name, result in res.autoattack.items():
         print(f"AutoAttack flags ({name}): " + ("; ".join(result.flags) if result.flags else "none"))
-    if any(r.flags for r in res.autoattack.values()):
-        print(f"AutoAttack raised a flag: check the evaluation with `robustrain audit {ckpt}` (docs/audit.md)")
-    summary = {
-        "checkpoint": str(ckpt), "source": loaded.meta.get("source"), "epoch": loaded.epoch,
-        "weights": loaded.weights, "method": loaded.meta.get("method"), "model": loaded.meta.get("model"),
-        "dataset": dataset, "trained_on": loaded.dataset, "n": n, "seed": args.seed,
-        "norm": args.norm, "eps": eps if eps is not None else default_eps(args.norm),
-        "attacks": names, "protocol": res.protocol, "accuracy": res.accuracy,
-        "autoattack_flags": {k: list(r.flags) for k, r in res.autoattack.items()},
-        "autoattack": {k: {"accuracy": r.accuracy, "clean_accuracy": r.clean_accuracy, "flags": list(r.flags),
-                           "settings": r.settings, "resumed_chunks": r.resumed_chunks, "log": r.log_path}
-                       for k, r in res.autoattack.items()},
-    }
-    write_json(summary, out)
-    if uses_aa and not args.aa_state and aa_state.is_dir():
-        shutil.rmtree(aa_state, ignore_errors=True)
-    print(f"wrote {out}")
+    if res.flags:
+        print(f"AutoAttack raised a flag: check the evaluation with `robustrain audit {files.checkpoint}` "
+              "(docs/audit.md)")
+    print(f"wrote {saved.out}")
     return 0
+
+
+def _attack_names(args: argparse.Namespace) -> list[str]:
+    """``--attacks`` (with ``--aa-version`` applied), checked with ``--n`` and ``--batch-size``."""
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not names:
+        raise UsageError("--attacks is empty; give e.g. natural,pgd20,cw30,aa")
+    if args.aa_version != "standard":
+        if "aa" not in names:
+            raise UsageError("--aa-version applies to the attack `aa`; add aa to --attacks")
+        names = [f"aa-{args.aa_version}" if a == "aa" else a for a in names]
+    if args.n is not None and args.n <= 0:
+        raise UsageError("--n must be positive")
+    if args.batch_size <= 0:
+        raise UsageError("--batch-size must be positive")
+    return names
+
+
+def _eps(args: argparse.Namespace) -> float | None:
+    """``--eps`` as a number (None: the norm's protocol radius)."""
+    from robustrain.utils.units import parse_number
+
+    eps = parse_number(args.eps, "--eps") if args.eps is not None else None
+    if eps is not None and not 0 < eps < float("inf"):
+        raise UsageError(f"--eps must be positive, e.g. 8/255 or 0.031, got {args.eps}")
+    if eps is not None and args.norm.lower() == "linf" and eps > 1:
+        # an Linf radius above 1 is no threat model for [0, 1] pixels (an L2 radius may exceed 1)
+        raise UsageError(f"--eps {args.eps} is larger than the whole [0, 1] pixel range; an Linf radius is at "
+                         "most 1, e.g. 8/255")
+    return eps

@@ -18,11 +18,11 @@ from robustrain.eval.robust import (
     RobustEvaluation,
     build_eval_attacks,
     describe_protocol,
-    evaluate_attacks,
     evaluate_checkpoint,
     evaluate_robustness,
     format_table,
 )
+from robustrain.eval.saved import EvalFiles, SavedEvaluation, eval_files, evaluate_saved
 
 __all__ = [
     "AutoAttackResult",
@@ -33,7 +33,10 @@ __all__ = [
     "RobustEvaluation",
     "build_eval_attacks",
     "describe_protocol",
-    "evaluate_attacks",
+    "eval_files",
+    "evaluate_saved",
+    "EvalFiles",
+    "SavedEvaluation",
     "evaluate_checkpoint",
     "evaluate_robustness",
     "format_table",

@@ -14,13 +14,12 @@ own radius and are stated as such in the protocol line.
 
 Example:
     >>> import torch
-    >>> from robustrain.eval import evaluate_attacks
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
     >>> x = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8)
     >>> y = torch.randint(0, 10, (8,))
-    >>> acc = evaluate_attacks(net, x, y, ["natural", "pgd20"], batch_size=4, progress=False)
-    >>> sorted(acc)
-    ['natural', 'pgd20']
+    >>> res = evaluate_robustness(net, x, y, ["natural", "pgd20"], batch_size=4, progress=False)
+    >>> sorted(res.accuracy), res.n
+    (['natural', 'pgd20'], 8)
     >>> print(describe_protocol(build_eval_attacks(["natural", "pgd20", "aa"], eps=4/255)))
     Linf eps=4/255; PGD-20: step 2/255, uniform start, CE; AutoAttack standard (apgd-ce, apgd-t, fab-t, square; official pyautoattack); fp32, eval mode
 """
@@ -57,7 +56,6 @@ __all__ = [
     "RobustEvaluation",
     "build_eval_attacks",
     "describe_protocol",
-    "evaluate_attacks",
     "evaluate_checkpoint",
     "evaluate_robustness",
     "format_table",
@@ -231,6 +229,7 @@ def evaluate_robustness(
     aa_verbose: bool = False,
     shard: bool = False,
     per_image: bool = False,
+    warn_flags: bool = False,
 ) -> RobustEvaluation:
     """Accuracy of ``model`` under each attack, with the protocol line and AutoAttack flags.
 
@@ -256,6 +255,8 @@ def evaluate_robustness(
         per_image: also return, per attack, which images are classified correctly
             (:attr:`RobustEvaluation.correct`; under ``shard`` gathered over ranks into the
             original order). Default False (accuracies only).
+        warn_flags: also issue AutoAttack's sanity flags as ``UserWarning``
+            (``AutoAttack flag (aa): ...``), so a caller that keeps only the accuracies never loses them.
 
     Raises:
         ValueError: mismatched shapes, eps/norm given with a mapping of built attacks, or
@@ -274,7 +275,7 @@ def evaluate_robustness(
     if shard and ddp.is_distributed():
         return _evaluate_sharded(model, images, labels, attacks, batch_size=batch_size, device=device, seed=seed,
                                  progress=progress, aa_state=aa_state, aa_log=aa_log, aa_verbose=aa_verbose,
-                                 per_image=per_image)
+                                 per_image=per_image, warn_flags=warn_flags)
     n = images.shape[0]
     results: dict[str, float] = {}
     aa_results: dict[str, AutoAttackResult] = {}
@@ -286,31 +287,41 @@ def evaluate_robustness(
                 res = attack.evaluate(model, images, labels, batch_size=batch_size, device=device, seed=seed,
                                       state_dir=aa_state, log_path=aa_log, progress=progress,
                                       verbose=aa_verbose, desc=f"eval {name}")
-                aa_results[name] = res
+                aa_results[name], hit = res, res.robust.bool().cpu() if per_image else None
                 results[name] = res.accuracy
-                if per_image:
-                    masks[name] = res.robust.bool().cpu()
-                continue
-            torch.manual_seed(seed)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            parts: list[torch.Tensor] = []
-            bar = tqdm(range(0, n, batch_size), desc=f"eval {name}", leave=False,
-                       disable=not progress, unit="batch")
-            for start in bar:
-                x = images[start : start + batch_size].to(device, non_blocking=True)
-                x = to_unit_float(x)
-                y = labels[start : start + batch_size].to(device, non_blocking=True)
-                if attack is not None:
-                    x = attack(model, x, y)
-                with torch.no_grad():
-                    hit = model(x).argmax(1) == y
-                correct += hit.sum()
-                if per_image:
-                    parts.append(hit.cpu())
-            results[name] = correct.item() / max(n, 1)
+            else:
+                torch.manual_seed(seed)
+                count, hit = _batched_correct(model, images, labels, attack, batch_size=batch_size, device=device,
+                                              per_image=per_image, desc=f"eval {name}" if progress else None)
+                results[name] = count / max(n, 1)
             if per_image:
-                masks[name] = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)
-    return RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results, masks)
+                masks[name] = hit
+    out = RobustEvaluation(results, describe_protocol(attacks), int(n), aa_results, masks)
+    if warn_flags:
+        _warn_flags(out)
+    return out
+
+
+def _batched_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: Attack | None, *,
+                     batch_size: int, device: torch.device | str, per_image: bool,
+                     desc: str | None) -> tuple[int, torch.Tensor | None]:
+    """Correct predictions on ``attack``'s inputs (clean ones for None), batch by batch: the count,
+    and with ``per_image`` the per-image flags on the CPU. One host sync, at the end."""
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    parts: list[torch.Tensor] = []
+    n = images.shape[0]
+    for start in tqdm(range(0, n, batch_size), desc=desc, leave=False, disable=desc is None, unit="batch"):
+        x = to_unit_float(images[start : start + batch_size].to(device, non_blocking=True))
+        y = labels[start : start + batch_size].to(device, non_blocking=True)
+        if attack is not None:
+            x = attack(model, x, y)
+        with torch.no_grad():
+            hit = model(x).argmax(1) == y
+        correct += hit.sum()
+        if per_image:
+            parts.append(hit.cpu())
+    mask = (torch.cat(parts) if parts else torch.zeros(0, dtype=torch.bool)) if per_image else None
+    return int(correct.item()), mask
 
 
 def _evaluate_sharded(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -391,9 +402,8 @@ def evaluate_checkpoint(
         loaded = load_model(path, device, ema=ema)
     else:
         loaded.model.to(device)
-    result = evaluate_robustness(loaded.model, images, labels, attacks, device=device, **kwargs)
-    if warn_flags:
-        _warn_flags(result)
+    result = evaluate_robustness(loaded.model, images, labels, attacks, device=device, warn_flags=warn_flags,
+                                 **kwargs)
     return EvalRecord(Path(path), loaded, result)
 
 
@@ -401,47 +411,6 @@ def _warn_flags(result: RobustEvaluation) -> None:
     for name, flags in result.flags.items():
         for flag in flags:
             warnings.warn(f"AutoAttack flag ({name}): {flag}", stacklevel=3)
-
-
-def evaluate_attacks(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    attacks: Iterable[str] | Mapping[str, Attack | None],
-    *,
-    batch_size: int = 256,
-    device: torch.device | str | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    eps: float | None = None,
-    norm: str = "Linf",
-    aa_state: str | Path | None = None,
-    shard: bool = False,
-) -> dict[str, float]:
-    """Accuracy (in [0, 1]) of ``model`` on ``images`` under each attack.
-
-    :func:`evaluate_robustness` returning only the accuracies; AutoAttack's sanity flags
-    are issued as ``UserWarning`` (``AutoAttack flag (aa): ...``) so they are never lost.
-
-    Args:
-        model: a [0,1]-input classifier.
-        images: uint8 (N, C, H, W) in 0..255 or float in [0, 1].
-        labels: int64 (N,).
-        attacks: names (``natural``, ``pgd20``, ``cw30``, ``aa``, ``aa:apgd-ce``, ...) or a
-            mapping of name -> attack callable (None = clean accuracy).
-        batch_size: evaluation batch size.
-        device: where to run; default: the model's device.
-        seed: seeds the attacks' random starts (the global RNG is restored afterwards).
-        progress: show a progress bar per attack.
-        eps: radius for attack names (default None: each attack's own, 8/255 for Linf).
-        norm: ``Linf`` (default) | ``L2``, for attack names.
-        aa_state: folder for AutoAttack's resume state (None: no resume).
-        shard: split the images over DDP ranks (see :func:`evaluate_robustness`).
-    """
-    out = evaluate_robustness(model, images, labels, attacks, eps=eps, norm=norm, batch_size=batch_size,
-                              device=device, seed=seed, progress=progress, aa_state=aa_state, shard=shard)
-    _warn_flags(out)
-    return out.accuracy
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]], columns: Iterable[str]) -> str:

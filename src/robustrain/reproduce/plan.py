@@ -303,18 +303,29 @@ def _select(table: Table, only: tuple[str, ...]) -> list[Row]:
     return [r for r in table.rows if r in picked]  # the paper's order
 
 
-def _scan_runs(out: Path) -> dict[str, list[Path]]:
-    """fingerprint -> run folders under ``out`` holding a run (finished ones first)."""
-    found: dict[str, list[Path]] = {}
+def _saved_fingerprint(config_file: Path) -> str | None:
+    """The fingerprint of a run's saved config, None when it cannot be read as a config of this version
+    (another robustrain version, a hand-edited file): such a run is never reused."""
+    try:
+        # a config older than a method field reads as what it was trained with (issue 19)
+        return config_fingerprint(config_from_dict(upgrade_saved_config(yaml.safe_load(config_file.read_text()) or {})))
+    except Exception:
+        return None
+
+
+def _scan_runs(out: Path) -> dict[Path, str | None]:
+    """Run folder under ``out`` -> the fingerprint of its saved config (each read once per plan)."""
     if not out.is_dir():
-        return found
-    for path in sorted(out.rglob(RunDir.CONFIG)):
-        try:
-            # a run's saved config: one older than a method field reads as what it was trained with (issue 19)
-            fp = config_fingerprint(config_from_dict(upgrade_saved_config(yaml.safe_load(path.read_text()) or {})))
-        except Exception:  # a folder of another robustrain version or a hand-edited file: not reusable
-            continue
-        found.setdefault(fp, []).append(path.parent)
+        return {}
+    return {path.parent: _saved_fingerprint(path) for path in sorted(out.rglob(RunDir.CONFIG))}
+
+
+def _by_fingerprint(saved: dict[Path, str | None]) -> dict[str, list[Path]]:
+    """fingerprint -> the run folders holding it (finished ones first)."""
+    found: dict[str, list[Path]] = {}
+    for folder, fp in saved.items():
+        if fp is not None:
+            found.setdefault(fp, []).append(folder)
     for dirs in found.values():
         dirs.sort(key=lambda d: not RunDir(d).summary.exists())
     return found
@@ -331,7 +342,8 @@ class _Planner:
             raise ReproduceError(f"the rows' configs are not in {self.config_dir}: reinstall robustrain "
                                  "(they ship in the package, robustrain/configs/)")
         self.planned: dict[str, RunSpec] = {}
-        self.on_disk = _scan_runs(out)
+        self.saved = _scan_runs(out)
+        self.on_disk = _by_fingerprint(self.saved)
 
     def spec(self, label: str, config: str, run_dir: Path, seed: int, extra: list[str], *,
              helper: bool = False) -> RunSpec:
@@ -353,10 +365,7 @@ class _Planner:
     def _place(self, spec: RunSpec) -> None:
         own = RunDir(spec.run_dir).config
         if own.exists():
-            try:
-                theirs = config_fingerprint(config_from_dict(upgrade_saved_config(yaml.safe_load(own.read_text()) or {})))
-            except Exception:
-                theirs = None
+            theirs = self.saved[spec.run_dir] if spec.run_dir in self.saved else _saved_fingerprint(own)
             if theirs != spec.fingerprint:
                 raise ReproduceError(
                     f"{spec.run_dir} holds a run of another config (changed --set, scale or config file?); "
@@ -448,10 +457,8 @@ def format_plan(plan: Plan) -> str:
              f"  {plan.table.title}",
              f"  scale {plan.scale.name}: {plan.scale.help}"]
     if plan.scale.mini:
-        lines.append("  mini override set on every row config: data.name=cifar10-mini data.root=null "
-                     "data.batch_size=128 model=small_cnn (row's activation kept) "
-                     f"train.epochs=min(E,{plan.table.mini_epochs or MINI_EPOCHS}) eval.n={plan.table.mini_eval_n or MINI_EVAL_N}"
-                     " (awp.warmup kept as a fraction of the run)")
+        lines.append("  mini override set on every row config: " + plan.scale.describe(
+            epochs=plan.table.mini_epochs or MINI_EPOCHS, eval_n=plan.table.mini_eval_n or MINI_EVAL_N))
     lines.append("  harness overrides: seed=K eval.final_attacks=natural out_dir=OUT/<table>/<row> name=seedK "
                  "(+ method.helper=... for HAT, data.extra.* for Table 4, then --set)")
     lines.append(f"  evaluation: {', '.join(plan.attacks) or '(no attack columns)'} on {plan.image_set()} "

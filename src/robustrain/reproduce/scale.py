@@ -50,6 +50,8 @@ MINI_EVAL_N = 256
 
 #: the fixed part of the mini override set (the model and epochs depend on the row)
 MINI_OVERRIDES = ("data.name=cifar10-mini", "data.root=null", "data.batch_size=128")
+#: the mini scale's model (a row's activation is kept, e.g. ``model.activation=softplus``)
+MINI_MODEL = "model=small_cnn"
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class Scale:
         """
         if not self.mini:
             return []
-        out = list(MINI_OVERRIDES) + ["model=small_cnn"]
+        out = list(MINI_OVERRIDES) + [MINI_MODEL]
         activation = cfg.model.params.get("activation", "relu")
         if activation != "relu":
             out.append(f"model.activation={activation}")
@@ -91,6 +93,18 @@ class Scale:
         if cfg.awp.enabled and cfg.awp.warmup > 1:
             out.append(f"awp.warmup={mini_warmup(cfg.awp.warmup, cfg.train.epochs, mini_epochs)}")
         return out
+
+    def describe(self, *, epochs: int = MINI_EPOCHS, eval_n: int = MINI_EVAL_N) -> str:
+        """What :meth:`overrides` does to every row, in one line (for ``--dry-run``); empty at full scale.
+
+        Example:
+            >>> SCALES.get("mini").describe(epochs=10, eval_n=500)
+            "data.name=cifar10-mini data.root=null data.batch_size=128 model=small_cnn (row's activation kept) train.epochs=min(E,10) eval.n=500 (awp.warmup kept as a fraction of the run)"
+        """
+        if not self.mini:
+            return ""
+        return (" ".join(MINI_OVERRIDES) + f" {MINI_MODEL} (row's activation kept) train.epochs=min(E,{epochs}) "
+                f"eval.n={eval_n} (awp.warmup kept as a fraction of the run)")
 
     def note(self, *, dataset: str, model: str) -> str:
         """The per-row remark for rows whose paper setting is not CIFAR-10 / ResNet-18."""

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from robustrain.build import Run
 from robustrain.config import Config
 from robustrain.data.batch import to_unit_float
-from robustrain.eval.robust import build_eval_attacks, evaluate_attacks
+from robustrain.eval.robust import build_eval_attacks, evaluate_robustness
 from robustrain.utils.runtime import fp32_eval
 
 if TYPE_CHECKING:  # annotations only: state.py imports this module
@@ -135,8 +135,9 @@ class OverfitGuard(Callback):
 
     def measure(self, run: Run) -> float:
         """The guard accuracy of ``run.model`` on ``run.guard_x`` (fp32, eval mode)."""
-        return evaluate_attacks(run.model, run.guard_x, run.guard_y, self._attacks, batch_size=self.batch_size,
-                                device=run.device, seed=self.seed, progress=False, shard=True)[self.attack]
+        return evaluate_robustness(run.model, run.guard_x, run.guard_y, self._attacks, batch_size=self.batch_size,
+                                   device=run.device, seed=self.seed, progress=False, shard=True,
+                                   warn_flags=True).accuracy[self.attack]
 
     def on_epoch_end(self, run: Run, state: "TrainState", record: dict[str, Any], *, stopping: bool) -> bool:
         acc = self.measure(run)
@@ -228,9 +229,9 @@ class BestCheckpoint(Callback):
         self.improved = False
         if state.epoch % self.every == 0 or state.epoch == self.epochs or stopping:
             t0 = time.perf_counter()
-            acc = evaluate_attacks(run.eval_model, run.eval_x, run.eval_y, self._attacks,
-                                   batch_size=self.batch_size, device=run.device, seed=self.seed,
-                                   progress=self.progress, shard=True)
+            acc = evaluate_robustness(run.eval_model, run.eval_x, run.eval_y, self._attacks,
+                                      batch_size=self.batch_size, device=run.device, seed=self.seed,
+                                      progress=self.progress, shard=True, warn_flags=True).accuracy
             record["eval"] = acc
             record["eval_time_s"] = time.perf_counter() - t0
             self.update(acc[self.monitor], state.epoch)

@@ -29,7 +29,7 @@ from robustrain.eval.figures._common import (
     write_series,
 )
 from robustrain.eval.plots import Line, Panel, line_figure, require_matplotlib
-from robustrain.eval.robust import evaluate_attacks
+from robustrain.eval.robust import evaluate_robustness
 
 __all__ = ["aa_diff_figure"]
 
@@ -86,8 +86,8 @@ def aa_diff_figure(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str 
                 print(f"aa-diff: {attack} on {tag} ({path}) at eps {e * 255:g}/255, {x.shape[0]} images "
                       f"({time.perf_counter() - t0:.0f} s so far)", file=sys.stderr, flush=True)
             try:
-                acc.append(evaluate_attacks(lm.model, x, y, [attack], eps=e, batch_size=batch_size, device=dev,
-                                            seed=seed, progress=False)[attack])
+                acc.append(evaluate_robustness(lm.model, x, y, [attack], eps=e, batch_size=batch_size, device=dev,
+                                               seed=seed, progress=False, warn_flags=True).accuracy[attack])
             except KeyError as err:
                 raise ValueError(f"--attack: {err.args[0]}") from None
             bar.update()
