@@ -10,7 +10,7 @@ from torch import nn
 
 from robustrain.attacks import pgd
 from robustrain.eval import PROTOCOL, build_eval_attacks, describe_protocol, evaluate_robustness
-from robustrain.attacks import autoattack as aa_mod
+from robustrain.attacks.autoattack import run as aa_run
 from robustrain.attacks.autoattack import AutoAttackSpec, autoattack, parse_autoattack_name, run_autoattack
 
 # few iterations of the package's APGD: the adapter's behaviour, not AutoAttack's strength, is under test
@@ -214,7 +214,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     kw = dict(version="custom", attacks=["apgd-ce"], options=QUICK, eps=1 / 255, chunk_size=8, progress=False)
     full = run_autoattack(net, x, y, **kw)
 
-    real, calls = aa_mod._attack_chunk, []
+    real, calls = aa_run.attack_chunk, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -222,13 +222,13 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(aa_mod, "_attack_chunk", interrupted)
+    monkeypatch.setattr(aa_run, "attack_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_autoattack(net, x, y, state_dir=tmp_path, **kw)
     (state,) = tmp_path.glob("aa-*.json")
     assert list(json.loads(state.read_text())["chunks"]) == ["0"]
     assert not list(tmp_path.glob(".*.tmp"))
-    monkeypatch.setattr(aa_mod, "_attack_chunk", real)
+    monkeypatch.setattr(aa_run, "attack_chunk", real)
 
     resumed = run_autoattack(net, x, y, state_dir=tmp_path, **kw)
     assert resumed.resumed_chunks == 1

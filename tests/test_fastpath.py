@@ -11,11 +11,12 @@ from torch._dynamo.utils import counters
 
 from robustrain.attacks import pgd
 from robustrain.attacks.functional import NORMS, _linf_project
-from robustrain.config import ConfigError, load_config
+from robustrain.config import load_config
+from robustrain.utils.errors import ConfigError
 from robustrain.data.batch import Batch
 from robustrain.methods import MethodContext, create_method
 from robustrain.models import create_model
-from robustrain.train import load_checkpoint
+from robustrain.artifacts import load_checkpoint
 import robustrain.eval.robust as robust_mod
 from robustrain.artifacts.model_card import ModelSpec
 from robustrain.build import build_model
@@ -144,6 +145,7 @@ def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
     # and the guard's one-class check (issue 19) through one_class_share
     monkeypatch.setattr(ModelSpec, "build", build)
     monkeypatch.setattr(robust_mod, "evaluate_robustness", as_evaluation(robust_mod.evaluate_robustness))
+    monkeypatch.setattr(callbacks_mod, "evaluate_robustness", as_evaluation(callbacks_mod.evaluate_robustness))
     monkeypatch.setattr(callbacks_mod, "one_class_share", as_evaluation(callbacks_mod.one_class_share))
     cfg = load_config(None, fast_overrides + ["train.bf16=true", "train.epochs=1", "train.ema=true"])
     fit(cfg, overwrite=True, progress=False, verbose=False)

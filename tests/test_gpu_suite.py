@@ -1,7 +1,9 @@
-"""benchmarks/gpu_suite.py (issue 14): its ``--smoke`` run, every part at toy size on the CPU, so
-that the GPU suite cannot break unseen; and the full mode's one-line refusal without CUDA.
+"""benchmarks/gpu_suite.py (issue 14), the entry script of the package benchmarks/gpusuite/: its
+``--smoke`` run, every part at toy size on the CPU, so that the GPU suite cannot break unseen;
+the full mode's one-line refusal without CUDA; and the entry script staying a light pytest
+plugin (``pytest -p gpu_suite`` loads it).
 
-Both run the script in a subprocess (one torch thread), as a person would; ~15-30 s together
+All run the script in a subprocess (one torch thread), as a person would; ~20-35 s together
 on 2 CPU cores.
 """
 
@@ -63,13 +65,19 @@ def test_smoke_runs_every_part(tmp_path):
     assert {t["method"] for t in rep["speed"]["targets"]} == {"uiat", "pgd_at"}
     assert any(n.startswith("profile ") and i["status"] == "ran" for n, i in items.items())
 
-    # part 3: five methods x 1 seed + the bf16 twin; paired statistics honest about n = 1
-    stats = rep["result"]["stats"]
-    assert set(stats["methods"]) == {"pgd_at", "trades", "uiat", "uiat_oneoff", "uiat detach_target=false"}
-    assert len(rep["result"]["runs"]) == 6
-    d = stats["paired_to_pgd_at"]["uiat"]["pgd20"]
-    assert d["n"] == 1 and d["std"] is None and d["ci95"] is None
-    assert set(stats["fp32_vs_bf16"]["bf16_minus_fp32"]) == {"natural", "pgd20", "cw30"}
+    # part 3: the library's study table (its rows, not a copy) x 1 seed + the bf16 twin; the paired
+    # statistics are reproduce's and honest about n = 1
+    from robustrain.reproduce import TABLES
+
+    res = rep["result"]
+    rows = {r["id"]: r for r in res["table"]["rows"]}
+    assert list(rows) == res["rows"] == [r.id for r in TABLES.get("study").rows]
+    assert res["table"]["table"] == "study" and all(r["seeds"] == 1 for r in rows.values())
+    assert len(res["runs"]) == len(rows) + 1 and res["runs"]["pgd_at s0 bf16"]["bf16"]
+    d = rows["uiat"]["paired"]["pgd20"]
+    assert d["n"] == 1 and d["baseline"] == "pgd_at" and d["half_width"] is None and d["low"] is None
+    assert set(res["fp32_vs_bf16"]["bf16_minus_fp32"]) == {"natural", "pgd20", "cw", "worst"}
+    assert any(c.startswith("the same table by hand: robustrain reproduce study") for c in rep["commands"])
 
     # part 4: evaluation seconds per 1,000 images; torchattacks only when importable
     assert {"natural", "pgd20", "cw30"} <= set(rep["eval_speed"]["rows"])
@@ -94,3 +102,14 @@ def test_full_mode_refuses_without_cuda(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CUDA" in lines[0], proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_entry_script_is_a_light_pytest_plugin():
+    """``pytest -p gpu_suite`` imports the entry script: it must expose the selection hook
+    without importing the suite (robustrain) itself."""
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import gpu_suite; "
+            "print(callable(gpu_suite.pytest_collection_modifyitems), 'robustrain' in sys.modules)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "False"], proc.stdout + proc.stderr

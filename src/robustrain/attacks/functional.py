@@ -316,34 +316,35 @@ def pgd(
         >>> bool((x_adv - x).abs().max() <= 8/255 + 1e-6), x_adv.shape
         (True, torch.Size([4, 3, 2, 2]))
     """
-    validate_attack_args(
-        eps=eps, alpha=alpha, steps=steps, norm=norm, bn_mode=bn_mode, init_std=init_std, clip=clip
-    )
+    validate_attack_args(eps=eps, alpha=alpha, steps=steps, norm=norm, bn_mode=bn_mode, init_std=init_std, clip=clip)
     loss_fn = _resolve_loss(loss)
     geometry = NORMS[norm]
-    low, high = clip
     # minimising is the same loop with the step's sign flipped
-    sign = -1.0 if (targeted or descend) else 1.0
-
+    step = (-1.0 if (targeted or descend) else 1.0) * alpha
     x = x.detach()
-    project = geometry.projector(x, eps, low, high)
-    delta0 = _initial_delta(x, start, eps, geometry, init_std, generator)
-    x_adv = project(x + delta0)
+    project = geometry.projector(x, eps, *clip)
+    x_adv = project(x + _initial_delta(x, start, eps, geometry, init_std, generator))
     with _bn.bn_mode(model, bn_mode), torch.enable_grad():
         for _ in range(steps):
-            x_adv.requires_grad_(True)
-            per_example = loss_fn(model(x_adv), y)
-            if per_example.shape != x.shape[:1]:  # shape metadata only: no host sync
-                raise ValueError(
-                    f"attack loss must return per-example values of shape ({x.shape[0]},), "
-                    f"got {tuple(per_example.shape)}"
-                )
-            # gradient w.r.t. the adversarial input only (= w.r.t. the perturbation): the
-            # parameters' .grad are never touched
-            (grad,) = torch.autograd.grad(per_example.sum(), x_adv)
+            grad = _input_gradient(model, loss_fn, x_adv, y)
             # add(..., alpha=): the step in one kernel
-            x_adv = project(torch.add(x_adv.detach(), geometry.direction(grad), alpha=sign * alpha))
+            x_adv = project(torch.add(x_adv.detach(), geometry.direction(grad), alpha=step))
     return x_adv.detach()
+
+
+def _input_gradient(model: nn.Module, loss_fn: AttackLoss, x_adv: Tensor, y: Tensor) -> Tensor:
+    """Gradient of the summed per-example loss w.r.t. ``x_adv`` (marked as requiring it here)."""
+    x_adv.requires_grad_(True)
+    per_example = loss_fn(model(x_adv), y)
+    if per_example.shape != x_adv.shape[:1]:  # shape metadata only: no host sync
+        raise ValueError(
+            f"attack loss must return per-example values of shape ({x_adv.shape[0]},), "
+            f"got {tuple(per_example.shape)}"
+        )
+    # gradient w.r.t. the adversarial input only (= w.r.t. the perturbation): the
+    # parameters' .grad are never touched
+    (grad,) = torch.autograd.grad(per_example.sum(), x_adv)
+    return grad
 
 
 def fgsm(
