@@ -7,7 +7,7 @@ from robustrain.config import load_config
 from robustrain.data import load_split
 from robustrain.eval.figures import ANALYSES
 from robustrain.eval.images import image_grid, read_png, rescale_symmetric, write_png
-from robustrain.train import load_checkpoint
+from robustrain.artifacts import load_checkpoint
 from robustrain.train import fit
 
 
@@ -107,12 +107,12 @@ import torch.nn.functional as F
 from conftest import TINY
 
 from robustrain.config import config_to_dict, dump_config
-from robustrain.eval import evaluate_robustness, load_model
-from robustrain.eval.figures import analysis_description, eps_grid
+from robustrain.eval import evaluate_robustness
+from robustrain.eval.figures import analysis_description
+from robustrain.eval.figures._common import eps_grid
 from robustrain.eval.runs import swept_params, load_runs
-from robustrain.artifacts import FORMAT
+from robustrain.artifacts import FORMAT, load_model, save_checkpoint
 from robustrain.build import build_model
-from robustrain.train import save_checkpoint
 
 
 def make_checkpoint(path, seed):

@@ -12,10 +12,8 @@ from torch import nn
 
 from robustrain.attacks import (
     ATTACKS,
-    BN_MODES,
     CW,
     PGD,
-    attack_defaults,
     bn_mode,
     create_attack,
     cw_inf,
@@ -24,6 +22,8 @@ from robustrain.attacks import (
     neg_margin_loss,
     pgd,
 )
+from robustrain.attacks.bn import BN_MODES
+from robustrain.attacks.objects import attack_defaults
 from robustrain.models.base import Classifier
 
 NUM_CLASSES = 4

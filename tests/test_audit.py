@@ -15,7 +15,8 @@ from torch import nn
 
 from robustrain.cli import main
 from robustrain.data import load_split, to_unit_float
-from robustrain.eval.audit import FAIL, PASS, WARN, AuditSettings, Thresholds, classify_flag, run_audit
+from robustrain.eval.audit import FAIL, PASS, WARN, AuditSettings, Thresholds, run_audit
+from robustrain.eval.audit.checks import classify_flag
 from robustrain.eval.audit import checks as C
 
 N = 48

@@ -273,7 +273,7 @@ def test_awp_suffix_in_either_order_once_and_listed(capsys):
     """Issue 22: pgd_at+awp+uiat was refused ("did you mean pgd_at+uiat?"), pgd_at+awp+awp said
     "unknown method 'pgd_at+awp'", and `list methods` did not mention +awp."""
     from robustrain.cli import main
-    from robustrain.config import ConfigError
+    from robustrain.utils.errors import ConfigError
 
     for name in ("pgd_at+uiat+awp", "pgd_at+awp+uiat"):
         cfg = load_config(None, [f"method={name}"])

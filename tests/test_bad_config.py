@@ -16,9 +16,11 @@ import torch
 
 import robustrain.config.load as load_module
 from robustrain.cli import main
-from robustrain.config import ConfigError, config_from_dict, config_to_dict, load_config, parse_float
+from robustrain.config import config_from_dict, config_to_dict, load_config
+from robustrain.config.load import parse_float
+from robustrain.utils.errors import ConfigError
 from robustrain.methods import method_params
-from robustrain.models import check_model_params
+from robustrain.models.registry import check_model_params
 from robustrain.utils.checks import MESSAGE_LIMIT, one_line, short_repr
 from robustrain.utils.runtime import check_device_name, resolve_device
 

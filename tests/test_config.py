@@ -4,17 +4,13 @@ from pathlib import Path
 import pytest
 
 import robustrain
-from robustrain.config import (
-    CONFIG_DIR,
-    Config,
-    ConfigError,
-    config_from_dict,
-    config_to_dict,
-    load_config,
-    parse_float,
-)
+from robustrain.config import CONFIG_DIR, Config, config_from_dict, config_to_dict, load_config
+from robustrain.config.load import parse_float
+from robustrain.utils.errors import ConfigError
 from robustrain.config import MethodConfig, PluginConfig
-from robustrain.methods import PluggedParams, UIATPluginParams, method_params
+from robustrain.methods import method_params
+from robustrain.methods.inverse import UIATPluginParams
+from robustrain.methods.registry import PluggedParams
 
 CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
 

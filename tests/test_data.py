@@ -23,24 +23,19 @@ import torch
 import robustrain.data.checksums as checksums
 import robustrain.data.download as download_mod
 from robustrain.data import (
-    CHECKSUMS,
-    CONTENT_CHECKSUMS,
     DATASETS,
     Batch,
-    CropFlipParams,
-    DatasetFileError,
     DeviceLoader,
-    DownloadError,
-    apply_crop_flip,
     download_dataset,
     get_dataset_info,
     load_split,
     make_loaders,
-    random_crop_flip,
-    sample_crop_flip,
-    search_dirs,
-    subset_indices,
 )
+from robustrain.data.augment import CropFlipParams, apply_crop_flip, random_crop_flip, sample_crop_flip
+from robustrain.data.checksums import CHECKSUMS, CONTENT_CHECKSUMS
+from robustrain.data.loader import subset_indices
+from robustrain.data.registry import search_dirs
+from robustrain.utils.errors import DatasetFileError, DownloadError
 from robustrain.data.download import download_file
 from robustrain.data.formats import load_cifar_pickle, parse_idx
 from robustrain.data.readers import PACKAGED_DIR

@@ -121,7 +121,8 @@ class _Stop(Exception):
 def _worker(out: Path) -> None:
     """One rank: the equality runs, an interrupted+resumed run, a CLI run, sync_bn on CPU."""
     from robustrain.cli import main
-    from robustrain.config import ConfigError, load_config
+    from robustrain.config import load_config
+    from robustrain.utils.errors import ConfigError
     from robustrain.train import fit
 
     torch.set_num_threads(1)
@@ -329,7 +330,7 @@ def test_resume_under_ddp_continues_the_run(job):
 
 
 def test_rank0_writes_files_one_process_reads_them(job):
-    from robustrain.train import load_checkpoint
+    from robustrain.artifacts import load_checkpoint
     from robustrain.build import build_model
 
     out, dumps = job

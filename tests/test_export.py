@@ -8,7 +8,8 @@ import torch
 
 from robustrain.cli import main
 from robustrain.config import config_to_dict, load_config
-from robustrain.eval import evaluate_robustness, load_model
+from robustrain.eval import evaluate_robustness
+from robustrain.artifacts import load_model
 from robustrain.artifacts.export import export_model, read_export_info
 from robustrain.artifacts.checkpoint import FORMAT, CheckpointError, save_checkpoint
 from robustrain.build import build_model

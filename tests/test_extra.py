@@ -10,21 +10,20 @@ import pytest
 import torch
 
 from robustrain.cli import main
-from robustrain.config import ConfigError, config_from_dict, config_to_dict, load_config
+from robustrain.config import config_from_dict, config_to_dict, load_config
 from robustrain.data import (
-    DatasetFileError,
     DeviceLoader,
     MixedLoader,
     load_extra_data,
     load_split,
     make_synthetic,
-    mix_counts,
-    mixed_epoch_length,
-    open_npz_member,
     save_extra_data,
 )
-from robustrain.train import load_checkpoint
+from robustrain.data.mixed_loader import mix_counts, mixed_epoch_length
+from robustrain.data.npz import open_npz_member
+from robustrain.artifacts import load_checkpoint
 from robustrain.train import fit
+from robustrain.utils.errors import ConfigError, DatasetFileError
 
 N_TRAIN = 512  # synthetic train split
 N_GEN = 200

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from robustrain.cli import main
-from robustrain.config import ConfigError, load_config
+from robustrain.config import load_config
+from robustrain.utils.errors import ConfigError
 from robustrain.data.batch import Batch
 from robustrain.methods import MethodContext, create_method
 from robustrain.methods.hat import load_helper

@@ -16,20 +16,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustrain.attacks import bn_mode
-from robustrain.config import ConfigError, config_from_dict, load_config
+from robustrain.config import config_from_dict, load_config
+from robustrain.utils.errors import ConfigError
 from robustrain.data.batch import Batch
 from robustrain.methods import (
     METHODS,
     PLUGINS,
     MethodContext,
-    PGDATParams,
-    PluggedParams,
-    UIATPluginParams,
     create_method,
     method_fields,
     method_names,
     method_params,
 )
+from robustrain.methods.at import PGDATParams
+from robustrain.methods.inverse import UIATPluginParams
+from robustrain.methods.registry import PluggedParams
 from robustrain.methods import inverse as inv
 from robustrain.methods.base import LossOutput, Method
 from robustrain.methods.losses import inverse_loss, kl_div, l1_per_example, uiat_loss, uiat_regulariser

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from robustrain.config import CONFIG_DIR, load_config
-from robustrain.reproduce import config_fingerprint
+from robustrain.reproduce.plan import config_fingerprint
 
 PINNED = json.loads((Path(__file__).parent / "data" / "preset_fingerprints.json").read_text())
 

@@ -9,26 +9,23 @@ import pytest
 import torch
 
 from robustrain.cli import main
-from robustrain.config import ConfigError, dump_config, load_config
-from robustrain.data import DatasetFileError
+from robustrain.config import CONFIG_DIR, dump_config, load_config
 from robustrain.reproduce import (
-    CONFIG_DIR,
     SCALES,
     TABLES,
-    ReproduceError,
     ReproduceOptions,
     build_plan,
-    cell,
     check_ready,
     collect_results,
-    config_fingerprint,
     format_plan,
     load_paper_tables,
-    mean_std,
     parse_extra_data,
-    ratio_cell,
     render_markdown,
 )
+from robustrain.reproduce.plan import config_fingerprint
+from robustrain.reproduce.stats import mean_std
+from robustrain.reproduce.summary import cell, ratio_cell
+from robustrain.utils.errors import ConfigError, DatasetFileError, ReproduceError
 from robustrain.reproduce import results as results_mod
 from robustrain.reproduce.paper import PAPER_FILE
 from robustrain.reproduce.results import EVAL_FILE, _eval_key, decode_mask, encode_mask, worst_case

@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from robustrain.build import build_run
-from robustrain.config import ConfigError, config_to_dict, load_config
-from robustrain.data import SPLIT_SEED, default_val_n, get_dataset_info, load_split, validation_split
+from robustrain.config import config_to_dict, load_config
+from robustrain.utils.errors import ConfigError
+from robustrain.data import get_dataset_info, load_split, validation_split
+from robustrain.data.split import SPLIT_SEED, default_val_n
 from robustrain.train import fit
 from robustrain.train.callbacks import BestCheckpoint, OverfitGuard
 

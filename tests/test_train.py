@@ -4,12 +4,15 @@ import math
 import pytest
 import torch
 
-from robustrain.config import ScheduleConfig, load_config
+from robustrain.config import load_config
+from robustrain.schedules import ScheduleParams as ScheduleConfig
 from robustrain.schedules import lr_at
-from robustrain.train import EMA, CheckpointError, load_checkpoint, save_checkpoint
+from robustrain.artifacts import load_checkpoint, save_checkpoint
+from robustrain.models import EMA
 from robustrain.artifacts.checkpoint import FORMAT, rng_state, set_rng_state
 from robustrain.schedules import SCHEDULES, momentum_at
-from robustrain.train import BestCheckpoint, NonFiniteLossError, OverfitGuard, RunExistsError, fit
+from robustrain.train import BestCheckpoint, OverfitGuard, fit
+from robustrain.utils.errors import CheckpointError, NonFiniteLossError, RunExistsError
 
 
 # ------------------------------------------------------------------ schedules

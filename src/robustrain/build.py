@@ -33,9 +33,9 @@ from torch import nn
 from robustrain.artifacts import ModelSpec
 from robustrain.config import Config
 from robustrain.data import (
-    SPLIT_SEED, DeviceLoader, MixedLoader, default_val_n, get_dataset_info, load_extra_data, load_split,
-    validation_split,
+    DeviceLoader, MixedLoader, get_dataset_info, load_extra_data, load_split, validation_split,
 )
+from robustrain.data.split import SPLIT_SEED, default_val_n
 from robustrain.methods import Method, MethodContext, create_method
 from robustrain.models import EMA
 from robustrain.utils import distributed as ddp

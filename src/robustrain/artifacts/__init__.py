@@ -6,42 +6,28 @@
 * :mod:`~robustrain.artifacts.loading` — :func:`load_model`: checkpoint or export -> eval-mode model;
 * :mod:`~robustrain.artifacts.export` — :func:`export_model`: plain weights + RobustBench-style card;
 * :mod:`~robustrain.artifacts.run_dir` — :class:`RunDir`, the one owner of run-folder file names.
+
+Its errors (``CheckpointError``, ``RunExistsError``, ``RunFolderError``, ``RunLockedError``) live
+in :mod:`robustrain.utils.errors`.
 """
 
-from robustrain.artifacts.checkpoint import (
-    FORMAT,
-    content_digest,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from robustrain.artifacts.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from robustrain.artifacts.export import export_model
 from robustrain.artifacts.loading import LoadedModel, check_dataset, load_model
-from robustrain.artifacts.model_card import EXPORT_FORMAT, ModelSpec, export_info_path, read_export_info
+from robustrain.artifacts.model_card import ModelSpec, read_export_info
 from robustrain.artifacts.run_dir import RunDir, checkpoint_file, read_metrics
-from robustrain.utils.errors import CheckpointError, RunExistsError, RunFolderError, RunLockedError
 
 __all__ = [
-    "CheckpointError",
-    "EXPORT_FORMAT",
     "FORMAT",
     "LoadedModel",
     "ModelSpec",
     "RunDir",
-    "RunExistsError",
-    "RunFolderError",
-    "RunLockedError",
     "check_dataset",
-    "content_digest",
     "checkpoint_file",
-    "export_info_path",
     "export_model",
     "load_checkpoint",
     "load_model",
     "read_export_info",
     "read_metrics",
-    "rng_state",
     "save_checkpoint",
-    "set_rng_state",
 ]

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from robustrain.data import get_dataset_info
-from robustrain.models import MAX_PARAMETERS, create_model
+from robustrain.models import create_model
+from robustrain.models.registry import MAX_PARAMETERS
 from robustrain.utils.errors import CheckpointError
 
 __all__ = ["EXPORT_FORMAT", "MAX_ARCH_INT", "MAX_PARAMETERS", "ModelSpec", "export_info_path", "read_export_info"]

@@ -18,51 +18,19 @@ the attack-name grammar (``aa``, ``aa-plus``, ``aa:apgd-ce+apgd-t``) that config
 :func:`run_autoattack`, which runs it in chunks that survive an interruption.
 """
 
-from robustrain.attacks.autoattack import (
-    AutoAttackResult,
-    AutoAttackSpec,
-    canonical_norm,
-    default_eps,
-    parse_autoattack_name,
-    require_pyautoattack,
-    run_autoattack,
-)
-from robustrain.attacks.bn import BN_MODES, bn_mode
-from robustrain.attacks.functional import (
-    ATTACK_LOSSES,
-    NORMS,
-    STARTS,
-    AttackLoss,
-    Start,
-    ce_loss,
-    cw_inf,
-    fgsm,
-    margin_loss,
-    neg_margin_loss,
-    pgd,
-)
-from robustrain.attacks.objects import ATTACKS, CW, FGSM, PGD, Inverse, attack_defaults, create_attack
+from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec, parse_autoattack_name, run_autoattack
+from robustrain.attacks.bn import bn_mode
+from robustrain.attacks.functional import ce_loss, cw_inf, fgsm, margin_loss, neg_margin_loss, pgd
+from robustrain.attacks.objects import ATTACKS, CW, FGSM, PGD, Inverse, create_attack
 
 __all__ = [
+    "ATTACKS",
     "AutoAttackResult",
     "AutoAttackSpec",
-    "canonical_norm",
-    "default_eps",
-    "parse_autoattack_name",
-    "require_pyautoattack",
-    "run_autoattack",
-    "ATTACKS",
-    "ATTACK_LOSSES",
-    "BN_MODES",
     "CW",
     "FGSM",
     "Inverse",
-    "NORMS",
     "PGD",
-    "STARTS",
-    "AttackLoss",
-    "Start",
-    "attack_defaults",
     "bn_mode",
     "ce_loss",
     "create_attack",
@@ -70,5 +38,7 @@ __all__ = [
     "fgsm",
     "margin_loss",
     "neg_margin_loss",
+    "parse_autoattack_name",
     "pgd",
+    "run_autoattack",
 ]

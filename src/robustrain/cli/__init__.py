@@ -35,7 +35,6 @@ def _started_as_command() -> bool:
 try:  # torch takes seconds to import: a Ctrl-C meanwhile is one line, not an import traceback
     from robustrain.cli import analyze, audit, export, list_cmd, report, reproduce, train
     from robustrain.cli import eval as eval_cmd
-    from robustrain.config import CONFIG_DIR
     from robustrain.utils.errors import RobustrainError
 except KeyboardInterrupt:
     if not _started_as_command():
@@ -43,7 +42,7 @@ except KeyboardInterrupt:
     print("robustrain: interrupted while starting; nothing was run or written", file=sys.stderr)
     raise SystemExit(EXIT_INTERRUPTED) from None
 
-__all__ = ["main", "build_parser", "interrupted_message", "CONFIG_DIR", "COMMANDS"]
+__all__ = ["main", "build_parser"]
 
 #: the command modules, in the order of ``robustrain --help``
 COMMANDS = (train, eval_cmd, audit, export, analyze, report, reproduce, list_cmd)

@@ -88,13 +88,12 @@ def run(args: argparse.Namespace) -> int:
     if files.aa_state is not None:
         require_writable(files.aa_log, "--out")
         require_writable(files.aa_state / "chunk", "--aa-state")
-        print(f"AutoAttack: state in {files.aa_state} (rerun the same command to continue an interrupted run), "
-              f"log in {files.aa_log}", file=sys.stderr)
     args.aa_state_dir = files.aa_state  # named by main()'s Ctrl-C message
     saved = evaluate_saved(files, attacks, norm=args.norm, eps=eps, n=args.n, dataset=args.dataset,
                            data_root=args.data_root, download=args.download, device=device, ema=not args.no_ema,
                            batch_size=args.batch_size, seed=args.seed, aa_verbose=args.aa_verbose,
-                           progress=not args.no_progress and sys.stderr.isatty())
+                           progress=not args.no_progress and sys.stderr.isatty(),
+                           notify=lambda line: print(line, file=sys.stderr))
     loaded, res = saved.record.loaded, saved.record.result
     trained = "" if saved.dataset == loaded.dataset else f" (trained on {loaded.dataset})"
     print(f"{files.checkpoint} (epoch {loaded.epoch}, {loaded.weights} weights), {saved.n} {saved.dataset} "

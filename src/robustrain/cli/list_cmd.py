@@ -45,7 +45,7 @@ def _attacks() -> list[tuple[str, str]]:
 
 def _methods() -> list[tuple[str, str]]:
     """Every method name (bases and ``<base>+<plugin>`` composites) with its help and parameters."""
-    from robustrain.methods import method_entries
+    from robustrain.methods.registry import method_entries
 
     rows = [(e.name, f"{e.help}  params: " + ", ".join(f"{f.name}={format_value(f.name, f.default)}"
                                                        for f in e.fields))

@@ -11,13 +11,21 @@ __all__ = ["add_parser", "run", "resolve_config_path"]
 
 
 def resolve_config_path(value: str) -> Path:
-    """A config file as given, else the preset of that name under the packaged ``configs/``."""
+    """A config file as given, else the preset of that name under the packaged ``configs/``.
+
+    A preset may be named as in a source checkout (``configs/mini/hat_small_cnn.yaml``, the
+    README's spelling) from any folder: ``configs/`` in a checkout links to the packaged presets.
+    """
     from robustrain.config import CONFIG_DIR
 
     p = Path(value)
     if p.is_file():
         return p
-    for candidate in (CONFIG_DIR / value, CONFIG_DIR / f"{value}.yaml"):
+    names = [value, f"{value}.yaml"]
+    if p.parts[:1] == ("configs",) and len(p.parts) > 1:
+        rest = Path(*p.parts[1:]).as_posix()
+        names += [rest, f"{rest}.yaml"]
+    for candidate in (CONFIG_DIR / name for name in names):
         if candidate.is_file():
             return candidate
     return p  # load_config reports the missing file

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from robustrain.methods import PluggedParams, UIATParams
+from robustrain.methods.inverse import UIATParams
+from robustrain.methods.registry import PluggedParams
 from robustrain.models import model_params
 from robustrain.schedules import ScheduleParams
 from robustrain.utils.checks import check_in_range, check_nonnegative, check_positive, short_repr
@@ -111,10 +112,10 @@ class DataConfig:
         extra: generated images mixed into training batches (:class:`ExtraDataConfig`).
         val_n: training images held out as the validation split that selects ``best.pt``
             (issue 13: selection never looks at the test set). Class-balanced, drawn with a
-            fixed split seed (:data:`robustrain.data.SPLIT_SEED`, not ``seed``), so every
+            fixed split seed (:data:`robustrain.data.split.SPLIT_SEED`, not ``seed``), so every
             method and seed holds out the same images; the run trains on the rest. Unset
             (``null``, the default): ``min(1000, 10% of the training split)`` (1,000 on the full
-            datasets, 508 on ``cifar10-mini``; :func:`robustrain.data.default_val_n`) of
+            datasets, 508 on ``cifar10-mini``; :func:`robustrain.data.split.default_val_n`) of
             whatever ``name`` is, resolved when the run is built; ``summary.json``'s
             ``selection_split`` records the number. There is no 0: a run always selects on
             held-out training images.

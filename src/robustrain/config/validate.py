@@ -33,9 +33,11 @@ from robustrain.config.schema import (
     PluginConfig,
     model_defaults,
 )
-from robustrain.data import DATASETS, default_val_n, get_dataset_info
+from robustrain.data import DATASETS, get_dataset_info
+from robustrain.data.split import default_val_n
 from robustrain.methods import METHODS, PLUGINS, method_fields, split_method_name
-from robustrain.models import MODELS, check_model_params
+from robustrain.models import MODELS
+from robustrain.models.registry import check_model_params
 from robustrain.schedules import SCHEDULES
 from robustrain.utils.checks import one_line, short_repr
 from robustrain.utils.errors import ConfigError
@@ -326,7 +328,7 @@ def _config_from_dict(data: Mapping[str, Any]) -> Config:
 
 def _check_val_n(cfg: Config) -> None:
     """An explicit ``data.val_n`` must leave training images: the validation split is held out
-    of the training split (unset, the run resolves :func:`~robustrain.data.default_val_n`)."""
+    of the training split (unset, the run resolves :func:`~robustrain.data.split.default_val_n`)."""
     n_train = get_dataset_info(cfg.data.name).train_size
     if cfg.data.val_n is not None and cfg.data.val_n >= n_train:
         raise ConfigError(f"data.val_n={cfg.data.val_n} leaves no training image: {cfg.data.name} has {n_train} "

@@ -12,35 +12,27 @@ Example:
     (torch.Size([256, 3, 32, 32]), torch.float32, (0.4914, 0.4822, 0.4465))
 """
 
-from .augment import CropFlipParams, apply_crop_flip, random_crop_flip, sample_crop_flip
 from .batch import Batch, to_unit_float
-from .checksums import CHECKSUMS, CONTENT_CHECKSUMS
-from .download import DownloadError
-from .errors import DatasetFileError
-from .info import SPLITS, ArraySplit, DatasetInfo
-from .loader import DeviceLoader, Loaders, epoch_seed, make_loaders, subset_indices
+from .info import DatasetInfo
+from .loader import DeviceLoader, make_loaders
 from .registry import (
     DATASETS,
     DatasetSpec,
     Download,
-    default_data_root,
     download_dataset,
     get_dataset_info,
     load_split,
     register_dataset,
-    search_dirs,
 )
 from .synthetic import make_synthetic
-from .split import SPLIT_SEED, ValidationSplit, default_val_n, validation_split
-from .mixed_loader import MixedLoader, MixedPlan, mix_counts, mixed_epoch_length
-from .npz import ExtraData, load_extra_data, open_npz_member, save_extra_data
+from .split import validation_split
+from .mixed_loader import MixedLoader
+from .npz import load_extra_data, save_extra_data
 
 __all__ = [
     "Batch",
     "to_unit_float",
     "DatasetInfo",
-    "ArraySplit",
-    "SPLITS",
     "DATASETS",
     "DatasetSpec",
     "Download",
@@ -48,32 +40,11 @@ __all__ = [
     "get_dataset_info",
     "load_split",
     "download_dataset",
-    "default_data_root",
-    "search_dirs",
-    "DatasetFileError",
-    "DownloadError",
-    "CHECKSUMS",
-    "CONTENT_CHECKSUMS",
     "DeviceLoader",
-    "Loaders",
     "make_loaders",
-    "subset_indices",
-    "epoch_seed",
-    "CropFlipParams",
-    "sample_crop_flip",
-    "apply_crop_flip",
-    "random_crop_flip",
     "make_synthetic",
-    "SPLIT_SEED",
-    "ValidationSplit",
-    "default_val_n",
     "validation_split",
-    "ExtraData",
     "MixedLoader",
-    "MixedPlan",
     "load_extra_data",
     "save_extra_data",
-    "open_npz_member",
-    "mix_counts",
-    "mixed_epoch_length",
 ]

@@ -3,7 +3,7 @@
 Model selection never looks at the test set: a run holds ``val_n`` training images out as its
 validation split, trains on the rest, chooses ``best.pt`` on (the first ``eval.n`` of) the
 validation split, and reports both ``best.pt`` and ``last.pt`` on the test split. The split is
-class-balanced (:func:`~robustrain.data.subset_indices` ``mode="stratified"``) and drawn with the
+class-balanced (:func:`~robustrain.data.loader.subset_indices` ``mode="stratified"``) and drawn with the
 fixed :data:`SPLIT_SEED`, never the run's seed: every method and every seed of a dataset holds
 out the same images (for the same ``val_n``), and a smaller ``val_n`` holds out a subset of a
 larger one's images.

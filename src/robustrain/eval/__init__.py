@@ -7,11 +7,9 @@
 * :mod:`~robustrain.eval.runs` / :mod:`~robustrain.eval.report` — reading run folders, per-run reports.
 
 Loading models (``load_model``, ``LoadedModel``) lives in :mod:`robustrain.artifacts` and AutoAttack
-in :mod:`robustrain.attacks.autoattack`; both are re-exported here.
+in :mod:`robustrain.attacks.autoattack`; import them from there.
 """
 
-from robustrain.artifacts import LoadedModel, load_model
-from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec, parse_autoattack_name, run_autoattack
 from robustrain.eval.robust import (
     PROTOCOL,
     EvalRecord,
@@ -25,22 +23,16 @@ from robustrain.eval.robust import (
 from robustrain.eval.saved import EvalFiles, SavedEvaluation, eval_files, evaluate_saved
 
 __all__ = [
-    "AutoAttackResult",
-    "AutoAttackSpec",
-    "EvalRecord",
-    "LoadedModel",
     "PROTOCOL",
+    "EvalFiles",
+    "EvalRecord",
     "RobustEvaluation",
+    "SavedEvaluation",
     "build_eval_attacks",
     "describe_protocol",
     "eval_files",
-    "evaluate_saved",
-    "EvalFiles",
-    "SavedEvaluation",
     "evaluate_checkpoint",
     "evaluate_robustness",
+    "evaluate_saved",
     "format_table",
-    "load_model",
-    "parse_autoattack_name",
-    "run_autoattack",
 ]

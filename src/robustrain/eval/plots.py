@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from robustrain.utils.errors import PlotDependencyError
 from robustrain.utils.fileio import atomic_open
 
-__all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure", "pct",
-           "REFERENCE_COLOR"]
+__all__ = ["PlotDependencyError", "require_matplotlib", "Line", "Panel", "line_figure", "bar_figure", "image_figure",
+           "pct", "REFERENCE_COLOR"]
 
 #: colour of reference lines (zero, the training eps), as the red lines of UIAT Figure 5
 REFERENCE_COLOR = "tab:red"
@@ -183,4 +185,43 @@ def bar_figure(labels: Sequence[str], values: Sequence[float], path: str | os.Pa
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path, dpi)
+
+
+def image_figure(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, *, col_titles: Sequence[str],
+                 row_labels: Sequence[str], title: str = "", dpi: int = 120) -> Path:
+    """A grid of images, ``rows[r][c]`` a (C, H, W) array in [0, 1] (C = 1 or 3), drawn pixel
+    for pixel (no interpolation, no ticks: pixels have no axis units): each column titled
+    (e.g. with its class name), each row labelled on the left; PNG written atomically.
+
+    Example:
+        >>> import tempfile
+        >>> tiles = [[np.zeros((3, 4, 4)), np.ones((3, 4, 4))]]
+        >>> path = image_figure(tiles, Path(tempfile.mkdtemp()) / "g.png", col_titles=["cat", "dog"],
+        ...                     row_labels=["x"])
+        >>> path.read_bytes()[:4] == b"\\x89PNG"
+        True
+    """
+    ncols, nrows = len(col_titles), len(rows)
+    if nrows == 0 or ncols == 0:
+        raise ValueError("nothing to plot: no images")
+    if len(row_labels) != nrows or any(len(row) != ncols for row in rows):
+        raise ValueError(f"{nrows} rows of {[len(row) for row in rows]} images for {len(row_labels)} row labels "
+                         f"and {ncols} column titles")
+    fig, axes = _figure(nrows, ncols, 1.15, 1.3)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            ax = axes[r * ncols + c]
+            pixels = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0).transpose(1, 2, 0)
+            gray = pixels.shape[-1] == 1
+            ax.imshow(pixels[..., 0] if gray else pixels, cmap="gray" if gray else None, vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_titles[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path, dpi)

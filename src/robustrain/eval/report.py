@@ -23,7 +23,8 @@ import yaml
 from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.config import config_from_dict, dump_config, upgrade_saved_config
 from robustrain.data import get_dataset_info
-from robustrain.eval.figures import curves_figure, perturbation_figure, universal_perturbations
+from robustrain.eval.figures.curves import curves_figure
+from robustrain.eval.figures.perturbations import perturbation_figure, universal_perturbations
 from robustrain.eval.plots import require_matplotlib
 from robustrain.eval.robust import format_table
 from robustrain.eval.runs import load_run

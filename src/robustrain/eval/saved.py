@@ -31,7 +31,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -115,7 +115,7 @@ def evaluate_saved(files: EvalFiles, attacks: Mapping[str, Attack | None], *, no
                    eps: float | None = None, n: int | None = None, dataset: str | None = None,
                    data_root: str | None = None, download: bool = False, device: torch.device | str = "cpu",
                    ema: bool = True, batch_size: int = 256, seed: int = 0, progress: bool = False,
-                   aa_verbose: bool = False) -> SavedEvaluation:
+                   aa_verbose: bool = False, notify: Callable[[str], None] | None = None) -> SavedEvaluation:
     """Evaluate ``files.checkpoint`` on the first ``n`` test images and write ``files.out``.
 
     Args:
@@ -128,6 +128,8 @@ def evaluate_saved(files: EvalFiles, attacks: Mapping[str, Attack | None], *, no
         data_root: the dataset folder (default: the one in the saved config, for its own dataset).
         download: fetch missing test files.
         device, ema, batch_size, seed, progress, aa_verbose: as :func:`~robustrain.eval.evaluate_checkpoint`.
+        notify: called with one line once the model and data are loaded and AutoAttack is about to
+            start (where its resume state and log are); None: silent.
 
     Raises:
         CheckpointError: a corrupt or foreign file.
@@ -146,6 +148,9 @@ def evaluate_saved(files: EvalFiles, attacks: Mapping[str, Attack | None], *, no
     x, y = load_split(dataset, "test", root=root, download=download)
     n = x.shape[0] if n is None else min(n, x.shape[0])
     uses_aa = any(isinstance(a, AutoAttackSpec) for a in attacks.values())
+    if uses_aa and notify is not None:
+        notify(f"AutoAttack: state in {files.aa_state} (rerun the same command to continue an interrupted run), "
+               f"log in {files.aa_log}")
     record = evaluate_checkpoint(files.checkpoint, x[:n], y[:n], attacks, device=device, loaded=loaded,
                                  batch_size=batch_size, seed=seed, progress=progress,
                                  aa_state=files.aa_state if uses_aa else None,

@@ -35,9 +35,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustrain.artifacts import CheckpointError, load_model
+from robustrain.artifacts import load_model
 from robustrain.data import get_dataset_info
 from robustrain.utils.checks import check_nonnegative
+from robustrain.utils.errors import CheckpointError
 from robustrain.data.batch import Batch
 from robustrain.methods.at import _BetaATParams, accuracy, trades_adversary, two_view_metrics
 from robustrain.methods.base import LossOutput, Method, MethodContext

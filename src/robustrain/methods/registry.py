@@ -81,7 +81,8 @@ class PluggedParams:
     view (base fields, then the plug-in's) a config file spells.
 
     Example:
-        >>> from robustrain.methods import PGDATParams, UIATPluginParams
+        >>> from robustrain.methods.at import PGDATParams
+        >>> from robustrain.methods.inverse import UIATPluginParams
         >>> p = PluggedParams(PGDATParams(steps=5), UIATPluginParams(lam=3.0))
         >>> p.steps, p.lam, list(p.as_dict())[:2]
         (5, 3.0, ['eps', 'alpha'])

@@ -14,35 +14,21 @@ Example:
     torch.Size([4, 10])
 """
 
-from .activations import ACTIVATIONS, make_activation
 from .base import Classifier, Normalize, NormalizedClassifier, logits_and_features
 from .ema import EMA
-from .registry import (
-    COMMON_PARAMS,
-    MAX_PARAMETERS,
-    MODELS,
-    check_model_params,
-    create_model,
-    model_params,
-    register_model,
-)
+from .registry import MODELS, create_model, model_params, register_model
 
 # Imported for their side effect: each module registers its architectures in MODELS.
 from . import preact_resnet, resnet, small_cnn, wide_resnet  # noqa: E402,F401  isort: skip
 
 __all__ = [
-    "ACTIVATIONS",
     "EMA",
-    "COMMON_PARAMS",
-    "MAX_PARAMETERS",
     "MODELS",
     "Classifier",
     "Normalize",
     "NormalizedClassifier",
-    "check_model_params",
     "create_model",
     "logits_and_features",
-    "make_activation",
     "model_params",
     "register_model",
 ]

@@ -17,65 +17,25 @@ Example:
 """
 
 from robustrain.reproduce.execute import check_ready, run_plan
-from robustrain.reproduce.paper import load_paper_tables, paper_row
-from robustrain.reproduce.plan import (
-    CONFIG_DIR,
-    EXTRA_DATA_ENV,
-    Plan,
-    ReproduceOptions,
-    RowPlan,
-    RunSpec,
-    build_plan,
-    config_fingerprint,
-    describe_images,
-    format_plan,
-    format_tables,
-    parse_extra_data,
-)
-from robustrain.reproduce.results import collect_results, decode_mask, encode_mask, worst_case
-from robustrain.reproduce.scale import MINI_EPOCHS, MINI_OVERRIDES, SCALES, Scale
-from robustrain.reproduce.stats import mean_std, paired_difference, t_quantile_975
-from robustrain.reproduce.summary import cell, paired_cell, ratio_cell, render_markdown, write_atomic
-from robustrain.reproduce.tables import TABLES, WORST, Column, Row, Table
-from robustrain.utils.errors import ReproduceError
+from robustrain.reproduce.paper import load_paper_tables
+from robustrain.reproduce.plan import Plan, ReproduceOptions, build_plan, format_plan, format_tables, parse_extra_data
+from robustrain.reproduce.results import collect_results
+from robustrain.reproduce.scale import SCALES
+from robustrain.reproduce.summary import render_markdown
+from robustrain.reproduce.tables import TABLES
 
 __all__ = [
-    "CONFIG_DIR",
-    "EXTRA_DATA_ENV",
-    "MINI_EPOCHS",
-    "MINI_OVERRIDES",
     "SCALES",
     "TABLES",
-    "WORST",
-    "Column",
     "Plan",
-    "ReproduceError",
     "ReproduceOptions",
-    "Row",
-    "RowPlan",
-    "RunSpec",
-    "Scale",
-    "Table",
     "build_plan",
-    "cell",
     "check_ready",
     "collect_results",
-    "config_fingerprint",
-    "decode_mask",
-    "describe_images",
-    "encode_mask",
     "format_plan",
     "format_tables",
     "load_paper_tables",
-    "mean_std",
-    "paired_cell",
-    "paired_difference",
-    "paper_row",
     "parse_extra_data",
-    "ratio_cell",
     "render_markdown",
     "run_plan",
-    "t_quantile_975",
-    "worst_case",
-    "write_atomic",
 ]

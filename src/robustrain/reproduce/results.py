@@ -5,7 +5,7 @@ trainer's choice; EMA weights when on) through :func:`robustrain.eval.evaluate_c
 one attack at a time, each cached in the run folder's ``reproduce-eval.json`` under
 ``ATTACK|eps=...|n=...|CHECKPOINT@EPOCH`` as soon as it is done, so an interrupted evaluation
 continues with the next attack. The epoch-time column is the run's mean training seconds per
-epoch (:func:`robustrain.eval.figures.mean_epoch_time`, the rule of UIAT Table 2).
+epoch (:func:`robustrain.eval.figures.timing.mean_epoch_time`, the rule of UIAT Table 2).
 
 Every accuracy column is measured on the same images (the plan's ``eval_n``: the first N test
 images, 0 = all). Each cache entry keeps which images the attack failed on (``correct``: a
@@ -40,7 +40,7 @@ import torch
 from robustrain.artifacts import RunDir, load_model
 from robustrain.data import load_split
 from robustrain.eval import build_eval_attacks, describe_protocol, evaluate_checkpoint
-from robustrain.eval.figures import mean_epoch_time
+from robustrain.eval.figures.timing import mean_epoch_time
 from robustrain.reproduce.plan import Plan, RunSpec, describe_images
 from robustrain.reproduce.scale import MINI_EPOCHS
 from robustrain.reproduce.stats import paired_difference
@@ -130,7 +130,7 @@ def _entry_mask(entry: Mapping[str, Any] | None) -> torch.Tensor | None:
 
 def _epoch_time(run: RunDir) -> float | None:
     """Mean training time per epoch (s), the first epoch (warm-up) left out when there are more
-    (:func:`robustrain.eval.figures.mean_epoch_time`); None without readable metrics."""
+    (:func:`robustrain.eval.figures.timing.mean_epoch_time`); None without readable metrics."""
     if not run.metrics.exists():
         return None
     try:

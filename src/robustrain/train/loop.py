@@ -52,7 +52,7 @@ from robustrain.artifacts import RunDir, load_checkpoint, read_metrics
 from robustrain.build import Run, build_run
 from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides, upgrade_saved_config
 from robustrain.eval.final import final_summary, selection_text
-from robustrain.methods import prediction_stats
+from robustrain.methods.at import prediction_stats
 from robustrain.schedules import lr_at, momentum_at
 from robustrain.train.awp import AWP
 from robustrain.train.callbacks import BestCheckpoint, Callback, default_callbacks

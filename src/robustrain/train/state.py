@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from robustrain.artifacts import FORMAT, rng_state, set_rng_state
+from robustrain.artifacts import FORMAT
+from robustrain.artifacts.checkpoint import rng_state, set_rng_state
 from robustrain.utils.errors import CheckpointError
 from robustrain.build import Run
 from robustrain.config import config_to_dict

@@ -10,18 +10,11 @@
   the identity in one process.
 """
 
-from robustrain.utils.checks import (
-    check_choice,
-    check_field_types,
-    check_in_range,
-    check_keys,
-    check_nonnegative,
-    check_positive,
-)
 from robustrain.utils.errors import (
     CheckpointError,
     ConfigError,
     DatasetFileError,
+    DiskFullError,
     DownloadError,
     NonFiniteLossError,
     PlotDependencyError,
@@ -32,43 +25,28 @@ from robustrain.utils.errors import (
     RunLockedError,
     UsageError,
 )
-from robustrain.utils.fileio import atomic_open, write_atomic, write_json
-from robustrain.utils.registry import Registry, RegistryEntry
-from robustrain.utils.runtime import autocast_for, fast_math, fp32_eval, no_tf32, resolve_device, seed_everything
-from robustrain.utils.units import format_eps, format_value, is_eps_like, parse_number
+from robustrain.utils.registry import Registry
+from robustrain.utils.runtime import fp32_eval, resolve_device, seed_everything
+from robustrain.utils.units import format_eps, parse_number
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "DatasetFileError",
+    "DiskFullError",
     "DownloadError",
     "NonFiniteLossError",
     "PlotDependencyError",
     "Registry",
-    "RegistryEntry",
     "ReproduceError",
     "RobustrainError",
     "RunExistsError",
     "RunFolderError",
     "RunLockedError",
     "UsageError",
-    "atomic_open",
-    "autocast_for",
-    "check_choice",
-    "check_field_types",
-    "check_in_range",
-    "check_keys",
-    "check_nonnegative",
-    "check_positive",
-    "fast_math",
     "format_eps",
-    "format_value",
     "fp32_eval",
-    "is_eps_like",
-    "no_tf32",
     "parse_number",
     "resolve_device",
     "seed_everything",
-    "write_atomic",
-    "write_json",
 ]

@@ -38,23 +38,18 @@ attack runs), :mod:`~.checks` (the six judgements), :mod:`~.run` (:func:`run_aud
 :mod:`~.report` (markdown, JSON, figure).
 """
 
-from robustrain.eval.audit.checks import INSTALL_HINT, classify_flag
 from robustrain.eval.audit.core import FAIL, PASS, WARN, AuditReport, AuditSettings, CheckResult, Thresholds
-from robustrain.eval.audit.measure import dlr_loss
 from robustrain.eval.audit.report import format_markdown, format_text, write_report
 from robustrain.eval.audit.run import run_audit
 
 __all__ = [
     "FAIL",
-    "INSTALL_HINT",
     "PASS",
     "WARN",
     "AuditReport",
     "AuditSettings",
     "CheckResult",
     "Thresholds",
-    "classify_flag",
-    "dlr_loss",
     "format_markdown",
     "format_text",
     "run_audit",

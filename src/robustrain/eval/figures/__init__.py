@@ -19,11 +19,12 @@ timing          run folders              Table 2: seconds per training epoch per
 
 One module per figure: :mod:`~robustrain.eval.figures.strength`,
 :mod:`~robustrain.eval.figures.curves`, :mod:`~robustrain.eval.figures.sweeps` (tradeoff and
-sensitivity, which share :func:`sweep_points`), :mod:`~robustrain.eval.figures.aa_diff`,
-:mod:`~robustrain.eval.figures.timing` and :mod:`~robustrain.eval.figures.perturbations`;
-what they share (registry, arguments, output paths, test images) is in ``_common``. The
-attack-based figures (strength, aa-diff) evaluate under the strict fp32 context
-(:func:`robustrain.utils.runtime.fp32_eval`: eval mode, no autocast, no TF32).
+sensitivity, which share :func:`~robustrain.eval.figures.sweeps.sweep_points`),
+:mod:`~robustrain.eval.figures.aa_diff`, :mod:`~robustrain.eval.figures.timing` and
+:mod:`~robustrain.eval.figures.perturbations`; what they share (registry, arguments, output
+paths, test images) is in ``_common``. The attack-based figures (strength, aa-diff) evaluate
+under the strict fp32 context (:func:`robustrain.utils.runtime.fp32_eval`: eval mode, no
+autocast, no TF32).
 
 Registry ``ANALYSES``: each entry is ``analysis(inputs..., out=None, **options) -> list[Path]``;
 it writes a PNG (matplotlib, the ``plot`` extra; ``perturbations`` needs none) and a JSON file
@@ -31,62 +32,35 @@ with exactly the plotted series (accuracies as fractions in [0, 1]; the figures 
 and returns the paths written. Its registry metadata ``args`` lists its command-line
 arguments (:class:`Arg`), from which ``robustrain analyze KIND`` is built.
 
-Output paths (:func:`output_base`): ``out`` ending in ``.png``, ``.json`` or ``.md`` names the
-files (that suffix replaced for each); any other ``out`` is a folder receiving ``KIND.png``,
-``KIND.json`` ...; the default is the run folder of one run or checkpoint, else a ``figures/``
-folder in the common parent folder of the inputs (where a glob of the runs does not pick the
-analysis up). Every file is written atomically.
+Output paths (:func:`~robustrain.eval.figures._common.output_base`): ``out`` ending in
+``.png``, ``.json`` or ``.md`` names the files (that suffix replaced for each); any other
+``out`` is a folder receiving ``KIND.png``, ``KIND.json`` ...; the default is the run folder of
+one run or checkpoint, else a ``figures/`` folder in the common parent folder of the inputs
+(where a glob of the runs does not pick the analysis up). Every file is written atomically.
 
 Example:
+    >>> from robustrain.eval.figures._common import eps_grid, output_base
     >>> [round(e * 255, 6) for e in eps_grid(8 / 255, 5)]
     [-8.0, -4.0, 0.0, 4.0, 8.0]
     >>> output_base("figs/lam.png", "runs", "tradeoff").as_posix(), output_base(None, "runs", "tradeoff").as_posix()
     ('figs/lam', 'runs/tradeoff')
 """
 
-from robustrain.eval.figures._common import ANALYSES, Analysis, Arg, analysis_description, eps_grid, output_base
-from robustrain.eval.figures.strength import accuracy_vs_strength, strength_figure  # isort: skip
-from robustrain.eval.figures.curves import curves_figure, run_curves  # isort: skip
-from robustrain.eval.figures.sweeps import (  # isort: skip
-    sensitivity_figure,
-    sensitivity_series,
-    sweep_points,
-    tradeoff_figure,
-)
-from robustrain.eval.figures.aa_diff import aa_diff_figure  # isort: skip
-from robustrain.eval.figures.timing import (  # isort: skip
-    epoch_times,
-    epoch_timing,
-    mean_epoch_time,
-    timing_figure,
-    timing_table,
-)
-from robustrain.eval.figures.perturbations import perturbation_figure, universal_perturbations  # isort: skip
+from robustrain.eval.figures._common import ANALYSES, Analysis, Arg, analysis_description
 
-# The import order above is the registration order of ANALYSES (the order of the table above,
-# of `robustrain analyze --help` and of `robustrain list analyses`).
+# Each figure module registers its analysis in ANALYSES when imported; the order below is the
+# registration order (the order of the table above, of `robustrain analyze --help` and of
+# `robustrain list analyses`). Call an analysis through ANALYSES or import it from its module.
+from robustrain.eval.figures import strength  # noqa: F401  isort: skip
+from robustrain.eval.figures import curves  # noqa: F401  isort: skip
+from robustrain.eval.figures import sweeps  # noqa: F401  isort: skip
+from robustrain.eval.figures import aa_diff  # noqa: F401  isort: skip
+from robustrain.eval.figures import timing  # noqa: F401  isort: skip
+from robustrain.eval.figures import perturbations  # noqa: F401  isort: skip
 
 __all__ = [
     "ANALYSES",
     "Analysis",
     "Arg",
     "analysis_description",
-    "output_base",
-    "eps_grid",
-    "accuracy_vs_strength",
-    "strength_figure",
-    "run_curves",
-    "curves_figure",
-    "sweep_points",
-    "sensitivity_series",
-    "tradeoff_figure",
-    "sensitivity_figure",
-    "aa_diff_figure",
-    "epoch_times",
-    "epoch_timing",
-    "mean_epoch_time",
-    "timing_table",
-    "timing_figure",
-    "universal_perturbations",
-    "perturbation_figure",
 ]

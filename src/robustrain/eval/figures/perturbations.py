@@ -11,7 +11,8 @@ from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.config import config_from_dict, upgrade_saved_config
 from robustrain.data import get_dataset_info, load_split
 from robustrain.eval.figures._common import ANALYSES, arg, output_base, write_series
-from robustrain.eval.images import image_grid, rescale_symmetric, write_png
+from robustrain.eval.images import rescale_symmetric
+from robustrain.eval.plots import image_figure, require_matplotlib
 
 __all__ = ["universal_perturbations", "perturbation_figure"]
 
@@ -37,21 +38,24 @@ def universal_perturbations(method_state: dict[str, torch.Tensor], num_classes: 
                    args=(arg("run", help="a run folder (or a checkpoint file) of uiat, uiat_oneoff or <base>+uiat"),
                          arg("--checkpoint", default=RunDir.LAST,
                               help="checkpoint of the run folder to read (default: %(default)s)"),
-                         arg("--scale", type=int, default=4, help="pixel repetition (default: %(default)s)")))
+                         arg("--scale", type=int, default=4,
+                             help="resolution, 30 x SCALE dots per inch (default: %(default)s)")))
 def perturbation_figure(run: str | Path, out: str | Path | None = None, *, checkpoint: str = RunDir.LAST,
                         scale: int = 4) -> list[Path]:
     """The class-wise universal inverse perturbations of a UIAT run (UIAT Figure 6), one
-    column per class (at most 20): row 1 z_c rescaled from [-max|z|, max|z|] to [0, 1] (grey
-    = 0), row 2 the first test image of class c, row 3 that image plus z_c (clipped to
-    [0, 1]). Needs no matplotlib. Writes perturbations.png and perturbations.json (the
-    classes, max |z| and z itself, to 1e-6).
+    column per class (at most 20), titled with the dataset's class name: row 1 z_c rescaled
+    from [-max|z|, max|z|] to [0, 1] (grey = 0), row 2 the first test image of class c, row 3
+    that image plus z_c (clipped to [0, 1]); each row labelled, the title gives the run, epoch
+    and max |z|. Writes perturbations.png (needs matplotlib) and perturbations.json (the
+    classes, their names, the row labels, max |z| and z itself, to 1e-6).
 
     Args:
         run: run folder (or a checkpoint file).
         out: output folder or file; default ``RUN/perturbations.png``.
         checkpoint: which checkpoint of the run folder to read.
-        scale: pixel repetition so 32x32 tiles are visible.
+        scale: resolution of the PNG (30 x scale dots per inch) so 32x32 tiles are visible.
     """
+    require_matplotlib()  # before reading anything
     run = Path(run)
     path = run if run.is_file() else run / checkpoint
     ckpt = load_checkpoint(path)
@@ -66,11 +70,17 @@ def perturbation_figure(run: str | Path, out: str | Path | None = None, *, check
         x.append(images[int(hits[0])].float().numpy() / 255 if len(hits) else np.zeros(info.image_shape, np.float32))
     x = np.stack(x)
     zc = z[classes]
-    tiles = np.concatenate([rescale_symmetric(zc), x, np.clip(x + zc, 0, 1)]).astype(np.float32)
+    max_abs = float(np.abs(zc).max())
+    names = [info.class_names[c] if info.class_names else f"class {c}" for c in classes]
+    row_labels = ["z_c (grey = 0)", "test image x", "x + z_c"]
+    shown = "" if len(classes) == info.num_classes else f", the first {len(classes)} of {info.num_classes} classes"
+    title = (f"Universal inverse perturbations z_c of {path.parent.name} ({path.name}, epoch {ckpt.get('epoch')}"
+             f"{shown}); row 1 scaled from -max|z| to +max|z| = {max_abs * 255:.2f}/255")
     base = output_base(out, path.parent, "perturbations")
     png = base.with_suffix(".png")
-    write_png(image_grid(tiles, ncols=len(classes)), png, scale=scale)
+    image_figure([rescale_symmetric(zc), x, np.clip(x + zc, 0, 1)], png, col_titles=names, row_labels=row_labels,
+                 title=title, dpi=max(60, 30 * scale))
     series = {"analysis": "perturbations", "checkpoint": str(path), "epoch": ckpt.get("epoch"),
-              "classes": classes, "max_abs_z": float(np.abs(zc).max()),
+              "classes": classes, "class_names": names, "rows": row_labels, "title": title, "max_abs_z": max_abs,
               "z": np.round(zc.astype(np.float64), 6).tolist()}  # 1e-6: far below one 8-bit pixel step
     return [png, write_series(base.with_suffix(".json"), series)]
