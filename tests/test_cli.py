@@ -146,3 +146,18 @@ def test_download_flag_without_network_fails_cleanly(tmp_path, capsys, monkeypat
     assert not (tmp_path / "runs").exists()
     leftovers = [p for p in (tmp_path / "d").rglob("*") if p.is_file()] if (tmp_path / "d").exists() else []
     assert leftovers == []
+
+
+def test_config_named_as_in_a_checkout_resolves_from_any_folder(tmp_path, monkeypatch):
+    # issue 23: the README's `--config configs/mini/hat_small_cnn.yaml` from outside a source checkout
+    from robustrain.cli.train import resolve_config_path
+    from robustrain.config import CONFIG_DIR
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_config_path("configs/mini/hat_small_cnn.yaml") == CONFIG_DIR / "mini" / "hat_small_cnn.yaml"
+    assert resolve_config_path("configs/mini/hat_small_cnn") == CONFIG_DIR / "mini" / "hat_small_cnn.yaml"
+    assert resolve_config_path("mini/hat_small_cnn") == CONFIG_DIR / "mini" / "hat_small_cnn.yaml"
+    (tmp_path / "configs" / "mini").mkdir(parents=True)  # a local file of that name wins
+    (tmp_path / "configs" / "mini" / "hat_small_cnn.yaml").write_text("seed: 1\n")
+    assert resolve_config_path("configs/mini/hat_small_cnn.yaml") == Path("configs/mini/hat_small_cnn.yaml")
+    assert resolve_config_path("configs/nope.yaml") == Path("configs/nope.yaml")  # load_config reports it
