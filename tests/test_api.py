@@ -46,6 +46,11 @@ PUBLIC = {
         "download_dataset", "get_dataset_info", "load_extra_data", "load_split", "make_loaders",
         "make_synthetic", "register_dataset", "save_extra_data", "to_unit_float", "validation_split",
     },
+    "robustrain.data.streaming": {
+        "BatchPlanSampler", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderSource", "ImageSource", "PillowMissingError",
+        "STREAMING_DATASETS", "ShardSource", "StreamingLoader", "decode_images", "epoch_plan", "expand_pattern",
+        "open_imagefolder", "open_shards", "open_streaming", "streaming_info", "write_shards",
+    },
     "robustrain.eval": {
         "EvalFiles", "EvalRecord", "PROTOCOL", "RobustEvaluation", "SavedEvaluation", "build_eval_attacks",
         "describe_protocol", "eval_files", "evaluate_checkpoint", "evaluate_robustness", "evaluate_saved",
@@ -78,6 +83,9 @@ PUBLIC = {
         "AWP", "BestCheckpoint", "Callback", "OverfitGuard", "TrainState", "default_callbacks", "fit",
         "train_one_epoch",
     },
+    "robustrain.train.trackers": {
+        "TRACKERS", "Tracker", "TrackerRun", "Trackers", "check_trackers", "register_tracker",
+    },
     "robustrain.utils": {
         "CheckpointError", "ConfigError", "DatasetFileError", "DiskFullError", "DownloadError",
         "NonFiniteLossError", "PlotDependencyError", "Registry", "ReproduceError", "RobustrainError",
@@ -85,9 +93,9 @@ PUBLIC = {
         "parse_number", "resolve_device", "seed_everything",
     },
     "robustrain.attacks": {
-        "ATTACKS", "AutoAttackResult", "AutoAttackSpec", "CW", "FGSM", "Inverse", "PGD", "bn_mode", "ce_loss",
-        "create_attack", "cw_inf", "fgsm", "margin_loss", "neg_margin_loss", "parse_autoattack_name", "pgd",
-        "run_autoattack",
+        "ATTACKS", "AutoAttackResult", "AutoAttackSpec", "BPDA", "CW", "EOTPGD", "FGSM", "Inverse", "PGD", "bn_mode",
+        "ce_loss", "create_attack", "cw_inf", "eot_pgd", "fgsm", "margin_loss", "neg_margin_loss",
+        "parse_autoattack_name", "pgd", "run_autoattack",
     },
     "robustrain.attacks.autoattack": {
         "AA_ATTACKS", "AA_NORMS", "AA_VERSIONS", "AutoAttackResult", "AutoAttackSpec", "autoattack",

@@ -13,6 +13,13 @@ The training loader iterates the training part only, but ``Batch.idx`` keeps ids
 ORIGINAL training split (``DeviceLoader(indices=...)``), so per-sample method buffers sized
 ``MethodContext.num_train`` = N (+ generated images) stay valid; validation ids never occur.
 
+Streaming datasets (``data.name=imagefolder`` / ``webdataset``, :mod:`robustrain.data.streaming`)
+keep the same protocol: the validation split is held out of the training images by their labels
+(read from the folder names or the shards' ``.cls``, no image decoded), the training loader is a
+:class:`~robustrain.data.streaming.StreamingLoader` over the training part (decoding in
+``data.workers`` processes), and the fixed image sets (validation, guard, the first
+``eval.final_n`` test images) are decoded once, with the evaluation view, into uint8 tensors.
+
 Example:
     >>> from robustrain.config import load_config
     >>> cfg = load_config(None, ["data.name=synthetic", "method=standard", "model.width=4", "eval.n=32"])
@@ -26,6 +33,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -35,19 +43,30 @@ from robustrain.config import Config
 from robustrain.data import (
     DeviceLoader, MixedLoader, get_dataset_info, load_extra_data, load_split, validation_split,
 )
-from robustrain.data.split import SPLIT_SEED, default_val_n
+from robustrain.data.info import DatasetInfo
+from robustrain.data.split import SPLIT_SEED, ValidationSplit, default_val_n
+from robustrain.data.streaming import (
+    STREAMING_DATASETS, StreamingLoader, decode_images, open_streaming, streaming_info,
+)
 from robustrain.methods import Method, MethodContext, create_method
+from robustrain.methods.sample_state import SampleStatePolicy
 from robustrain.models import EMA
 from robustrain.utils import distributed as ddp
 from robustrain.utils.errors import ConfigError
-from robustrain.utils.runtime import resolve_device, seed_everything
+from robustrain.utils.runtime import free_memory, host_available_memory, resolve_device, seed_everything
 
 __all__ = ["Run", "build_model", "build_run", "model_spec"]
 
 
-def model_spec(cfg: Config) -> ModelSpec:
-    """The :class:`~robustrain.artifacts.ModelSpec` of ``cfg``'s model on ``cfg``'s dataset."""
-    return ModelSpec.for_dataset(cfg.model.name, dict(cfg.model.params), cfg.data.name)
+def model_spec(cfg: Config, info: DatasetInfo | None = None) -> ModelSpec:
+    """The :class:`~robustrain.artifacts.ModelSpec` of ``cfg``'s model on ``cfg``'s dataset
+    (``info``: the dataset's description when it is not a registry entry, e.g. a streaming
+    dataset opened at ``data.root``)."""
+    if info is None:
+        return ModelSpec.for_dataset(cfg.model.name, dict(cfg.model.params), cfg.data.name)
+    return ModelSpec(model=cfg.model.name, params=dict(cfg.model.params), num_classes=info.num_classes,
+                     image_shape=tuple(info.image_shape), mean=tuple(info.mean), std=tuple(info.std),
+                     dataset=cfg.data.name)
 
 
 def build_model(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:
@@ -85,7 +104,7 @@ class Run:
     method: Method
     optimizer: torch.optim.Optimizer
     ema: EMA | None
-    loader: DeviceLoader | MixedLoader
+    loader: DeviceLoader | MixedLoader | StreamingLoader
     eval_x: torch.Tensor
     eval_y: torch.Tensor
     test_x: torch.Tensor
@@ -119,56 +138,45 @@ def _check_batch_fits(cfg: Config, n_train: int) -> None:
         )
 
 
-def build_run(cfg: Config) -> Run:
-    """Build model, method, optimiser, EMA, loaders and evaluation splits of ``cfg``.
+class _Data(NamedTuple):
+    """The data side of a run: what :func:`build_run` takes from an in-memory or a streaming dataset."""
 
-    Seeds every RNG with ``cfg.seed`` first, so the same config builds the same run.
+    info: DatasetInfo
+    loader: DeviceLoader | MixedLoader | StreamingLoader
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    guard_x: torch.Tensor
+    guard_y: torch.Tensor
+    split: ValidationSplit
+    val_n: int
+    num_ids: int  # the id space of Batch.idx: training split (+ generated images)
 
-    Raises:
-        ConfigError: a batch size that leaves no training batch.
-        DatasetFileError: missing or corrupt dataset files.
-    """
-    device = resolve_device(cfg.train.device)
-    seed_everything(cfg.seed)
+
+def _split(cfg: Config, labels: torch.Tensor) -> tuple[ValidationSplit, int]:
+    """The validation split held out of the training split (``data.val_n``), checked."""
+    val_n = cfg.data.val_n if cfg.data.val_n is not None else default_val_n(int(labels.shape[0]))
+    try:
+        # the same held-out images for every method and seed: a fixed split seed, not cfg.seed
+        split = validation_split(labels, val_n, seed=SPLIT_SEED)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _check_batch_fits(cfg, int(split.train_ids.shape[0]))
+    return split, val_n
+
+
+def _in_memory_data(cfg: Config, device: torch.device) -> _Data:
+    """A registry dataset held on the device (:class:`DeviceLoader`, or :class:`MixedLoader` with ``data.extra``)."""
     info = get_dataset_info(cfg.data.name)
     train_x, train_y = load_split(cfg.data.name, "train", root=cfg.data.root, download=cfg.data.download)
     test_x, test_y = load_split(cfg.data.name, "test", root=cfg.data.root, download=cfg.data.download)
     n_split = int(train_x.shape[0])
-    val_n = cfg.data.val_n if cfg.data.val_n is not None else default_val_n(n_split)
-    try:
-        # the same held-out images for every method and seed: a fixed split seed, not cfg.seed
-        split = validation_split(train_y, val_n, seed=SPLIT_SEED)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    _check_batch_fits(cfg, int(split.train_ids.shape[0]))
+    split, val_n = _split(cfg, train_y)
     extra = None
     if cfg.data.extra.path is not None:
         # generated images (data.extra): memory-mapped and validated here, before anything is written
         extra = load_extra_data(cfg.data.extra.path, image_shape=info.image_shape, num_classes=info.num_classes)
-    spec = model_spec(cfg)
-    model = spec.build(device)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ctx = MethodContext(
-        num_classes=info.num_classes,
-        image_shape=tuple(info.image_shape),
-        # ids stay those of the whole training split (validation ids are simply never seen);
-        # generated samples have ids N.. N+M-1 (MixedLoader): per-sample buffers cover them
-        num_train=n_split + (len(extra) if extra is not None else 0),
-        epochs=cfg.train.epochs,
-    )
-    method = create_method(cfg.method.name, ctx, cfg.method.params).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.optim.lr,
-        momentum=cfg.optim.momentum,
-        nesterov=cfg.optim.nesterov,
-        weight_decay=cfg.optim.weight_decay,
-        # fused: the whole SGD update in one CUDA kernel (on CPU the default loop is as fast
-        # for these sizes)
-        **({"fused": True} if device.type == "cuda" else {}),
-    )
-    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema else None
     loader = DeviceLoader(
         train_x,
         train_y,
@@ -190,18 +198,91 @@ def build_run(cfg: Config) -> Run:
     if extra is not None:
         # ratio originals + generated per batch; epoch = one original-split equivalent
         loader = MixedLoader(loader, extra.images, extra.labels, ratio=cfg.data.extra.ratio)
-    n_eval = min(cfg.eval.n, val_n)
-    eval_ids = split.val_ids[:n_eval]
+    eval_ids = split.val_ids[: min(cfg.eval.n, val_n)]
     guard_ids = split.train_ids[: min(cfg.guard.n, int(split.train_ids.shape[0]))]
+    # ids stay those of the whole training split (validation ids are simply never seen);
+    # generated samples have ids N.. N+M-1 (MixedLoader): per-sample buffers cover them
+    num_ids = n_split + (len(extra) if extra is not None else 0)
+    return _Data(info, loader, train_x[eval_ids], train_y[eval_ids], test_x, test_y, train_x[guard_ids],
+                 train_y[guard_ids], split, val_n, num_ids)
+
+
+def _streaming_data(cfg: Config, device: torch.device) -> _Data:
+    """An image folder or tar shards at ``data.root``, decoded in workers (:mod:`robustrain.data.streaming`).
+
+    The fixed image sets are decoded here, once, with the evaluation view: the first ``eval.n``
+    validation images, the first ``guard.n`` training images and the first ``eval.final_n`` test
+    images (all of them when 0: set it on ImageNet, e.g. 5000 as RobustBench).
+    """
+    d = cfg.data
+    train_src = open_streaming(d.name, d.root, "train", test_root=d.test_root)
+    test_src = open_streaming(d.name, d.root, "test", test_root=d.test_root)
+    info = streaming_info(d.name, train_src, test_src, d.image_size)
+    split, val_n = _split(cfg, train_src.labels)
+    views = dict(image_size=d.image_size, resize=d.resize, workers=d.workers, batch_size=d.eval_batch_size,
+                 on_corrupt=d.on_corrupt)
+    eval_x, eval_y, _ = decode_images(train_src, split.val_ids[: min(cfg.eval.n, val_n)], **views)
+    guard_x, guard_y, _ = decode_images(train_src, split.train_ids[: min(cfg.guard.n, int(split.train_ids.shape[0]))],
+                                        **views)
+    n_test = min(cfg.eval.final_n or len(test_src), len(test_src))
+    test_x, test_y, _ = decode_images(test_src, torch.arange(n_test), **views)
+    loader = StreamingLoader(
+        train_src, d.batch_size, train=d.augment, image_size=d.image_size, resize=d.resize, shuffle=True,
+        drop_last=d.drop_last, seed=cfg.seed, indices=split.train_ids, rank=ddp.get_rank(),
+        world_size=ddp.get_world_size(), workers=d.workers, device=device, on_corrupt=d.on_corrupt,
+    )
+    return _Data(info, loader, eval_x, eval_y, test_x, test_y, guard_x, guard_y, split, val_n, len(train_src))
+
+
+def build_run(cfg: Config) -> Run:
+    """Build model, method, optimiser, EMA, loaders and evaluation splits of ``cfg``.
+
+    Seeds every RNG with ``cfg.seed`` first, so the same config builds the same run.
+
+    Raises:
+        ConfigError: a batch size that leaves no training batch.
+        DatasetFileError: missing or corrupt dataset files.
+        PillowMissingError: a streaming dataset without Pillow installed.
+    """
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.seed)
+    # two kinds of data source, not one branch per dataset: each kind has its registry
+    streaming = cfg.data.name in STREAMING_DATASETS
+    data = _streaming_data(cfg, device) if streaming else _in_memory_data(cfg, device)
+    info = data.info
+    spec = model_spec(cfg, info if streaming else None)
+    model = spec.build(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ctx = MethodContext(
+        num_classes=info.num_classes,
+        image_shape=tuple(info.image_shape),
+        num_train=data.num_ids,
+        epochs=cfg.train.epochs,
+        # per-sample tables (N x C) are stored as train.sample_state says, made on the device
+        sample_state=SampleStatePolicy(cfg.train.sample_state, device, free_memory(device), host_available_memory()),
+    )
+    method = create_method(cfg.method.name, ctx, cfg.method.params).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        nesterov=cfg.optim.nesterov,
+        weight_decay=cfg.optim.weight_decay,
+        # fused: the whole SGD update in one CUDA kernel (on CPU the default loop is as fast
+        # for these sizes)
+        **({"fused": True} if device.type == "cuda" else {}),
+    )
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema else None
+    split = data.split
     selection = {
         "split": "validation",
         "source": f"held out of the {cfg.data.name} training split (never test images)",
-        "n_held_out": val_n,
-        "n_evaluated": n_eval,
+        "n_held_out": data.val_n,
+        "n_evaluated": int(data.eval_x.shape[0]),
         "n_train": int(split.train_ids.shape[0]),
         "seed": split.seed,
         "metric": cfg.eval.attack,
     }
-    return Run(cfg, device, spec, model, method, optimizer, ema, loader,
-               train_x[eval_ids], train_y[eval_ids], test_x, test_y, train_x[guard_ids], train_y[guard_ids],
-               split.train_ids, split.val_ids, selection)
+    return Run(cfg, device, spec, model, method, optimizer, ema, data.loader, data.eval_x, data.eval_y,
+               data.test_x, data.test_y, data.guard_x, data.guard_y, split.train_ids, split.val_ids, selection)

@@ -5,6 +5,7 @@
   export, and the export card reader;
 * :mod:`~robustrain.artifacts.loading` — :func:`load_model`: checkpoint or export -> eval-mode model;
 * :mod:`~robustrain.artifacts.export` — :func:`export_model`: plain weights + RobustBench-style card;
+* :mod:`~robustrain.artifacts.weights_file` — the exported weights' formats (``.pt``, ``.safetensors``);
 * :mod:`~robustrain.artifacts.run_dir` — :class:`RunDir`, the one owner of run-folder file names.
 
 Its errors (``CheckpointError``, ``RunExistsError``, ``RunFolderError``, ``RunLockedError``) live

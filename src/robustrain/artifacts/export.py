@@ -6,7 +6,10 @@ the previous pair, if any, as it was):
 - ``OUT.pt``: the ``state_dict`` of the whole [0,1]-input model, the ``Normalize`` front end
   included (``normalize.mean`` / ``normalize.std``), EMA weights when the run kept them
   (``ema=False``: the raw weights). A plain dict of tensors, so
-  ``torch.load(OUT.pt, weights_only=True)`` reads it without robustrain.
+  ``torch.load(OUT.pt, weights_only=True)`` reads it without robustrain. With
+  ``--format safetensors`` (or an ``OUT.safetensors`` name) the same tensors go to
+  ``OUT.safetensors``, the format timm and Hugging Face ship in
+  (``safetensors.torch.load_file``; :mod:`robustrain.artifacts.weights_file`).
 - ``OUT.json``: what is needed to rebuild and judge the model. The fields of RobustBench's
   ``model_info/*.json`` (``name``, ``architecture``, ``dataset``, ``eps`` as ``"8/255"``,
   ``clean_acc`` / ``autoattack_acc`` as percent strings, ``additional_data``,
@@ -16,7 +19,8 @@ the previous pair, if any, as it was):
   pixels), ``threat_model`` (``Linf``), ``eps_value``, ``method`` (+ ``method_params``),
   ``weights``, ``epoch``, ``evaluations`` (every evaluation of exactly these weights found
   beside the checkpoint: the run's ``summary.json`` and ``<checkpoint>-eval.json`` files of
-  ``robustrain eval``), ``sha256`` of ``OUT.pt`` and the run's ``config``.
+  ``robustrain eval``), ``weights_format`` (``pt`` | ``safetensors``), ``sha256`` of the weights
+  file and the run's ``config``.
 
 :func:`robustrain.artifacts.load_model` (and so ``robustrain eval``) reads the pair back. The card's
 ``model`` / ``num_classes`` / ``image_shape`` / ``mean`` / ``std`` / ``dataset`` are the fields of the
@@ -44,24 +48,37 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robustrain import __version__
 from robustrain.artifacts.loading import load_model
 from robustrain.artifacts.model_card import EXPORT_FORMAT, export_info_path, read_export_info
 from robustrain.artifacts.run_dir import RunDir
+from robustrain.artifacts.weights_file import WEIGHT_FORMATS, encode_weights, require_safetensors, weights_format
 from robustrain.utils.errors import UsageError
 from robustrain.utils.fileio import atomic_open, unwritable_reason, write_json
 from robustrain.utils.units import format_eps
 
 __all__ = ["EXPORT_FORMAT", "export_info_path", "export_model", "read_export_info"]  # card reading: model_card
+
+def _target(out: Path, fmt: str | None) -> tuple[Path, str]:
+    """The weights path and format of an export to ``out`` in format ``fmt`` (None: from the suffix)."""
+    if fmt is None:
+        return out, weights_format(out)
+    if fmt not in WEIGHT_FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
+    suffix = WEIGHT_FORMATS[fmt].suffix
+    if not out.suffix:
+        return out.with_suffix(suffix), fmt
+    if weights_format(out) != fmt:  # the loader tells the formats apart by suffix
+        raise UsageError(f"export target {out} ends in {out.suffix} but the format is {fmt}; name it "
+                         f"{out.with_suffix(suffix)}")
+    return out, fmt
+
 
 def _percent(value: float | None) -> str | None:
     return None if value is None or not math.isfinite(value) else f"{100 * value:.2f}"
@@ -114,14 +131,17 @@ def export_model(
     *,
     ema: bool = True,
     name: str | None = None,
+    fmt: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out`` (plain state_dict) and ``out.with_suffix('.json')`` (model card).
 
     Args:
         checkpoint: a ``best.pt`` / ``last.pt`` written by ``robustrain train``.
-        out: weights path, e.g. ``model.pt``; its folder is created.
+        out: weights path, e.g. ``model.pt`` or ``model.safetensors``; its folder is created.
         ema: export the EMA weights when the checkpoint has them (default True).
         name: model name in the card (default ``<method>-<model>-<dataset>``).
+        fmt: ``pt`` or ``safetensors`` (default: from ``out``'s suffix, ``pt`` unless it is
+            ``.safetensors``); ``out`` without a suffix gets the format's.
 
     Returns:
         (weights path, model-card path).
@@ -129,15 +149,19 @@ def export_model(
     Raises:
         CheckpointError: missing, corrupt or foreign checkpoint.
         UsageError (a ValueError): ``out`` is the checkpoint itself or would overwrite its JSON, is
-            a folder, or cannot be written (checked before anything is read or written); the
-            checkpoint is already an export.
+            a folder, or cannot be written, or its suffix names another format than ``fmt``
+            (checked before anything is read or written); the checkpoint is already an export.
+        MissingExtraError: ``safetensors`` is asked for but not installed (before any work).
         DiskFullError: the disk filled up while writing (the files there before are intact).
     """
     checkpoint, out = Path(checkpoint), Path(out)
-    card_path = export_info_path(out)
     if out.suffix == ".json":
         raise UsageError(f"export target {out} ends in .json, the name of its model card; give a weights file "
                          "such as model.pt")
+    out, fmt = _target(out, fmt)
+    card_path = export_info_path(out)
+    if fmt == "safetensors":
+        require_safetensors()
     if out.resolve() == checkpoint.resolve() or card_path.resolve() == checkpoint.resolve():
         raise UsageError(f"export target {out} would overwrite the checkpoint; choose another OUT path")
     for target in (out, card_path):
@@ -174,7 +198,8 @@ def export_model(
         # robustrain fields
         "format": EXPORT_FORMAT,
         "robustrain_version": __version__,
-        "model": {"name": model_name, "params": dict(loaded.spec.params)},
+        "model": {"name": model_name, "params": dict(loaded.spec.params),
+                  **({"versions": dict(loaded.spec.versions)} if loaded.spec.versions else {})},
         "num_classes": loaded.num_classes,
         "image_shape": list(loaded.meta.get("image_shape", ())),
         "mean": list(loaded.mean),
@@ -190,9 +215,8 @@ def export_model(
         "evaluations": evaluations,
         "config": cfg,
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
+    card["weights_format"] = fmt
+    data = encode_weights(state, fmt)
     card["sha256"] = hashlib.sha256(data).hexdigest()
     # both files or neither: the weights are on disk (fsynced) before the card replaces the old one,
     # and a failure writing the card (disk full) drops the new weights, leaving the old pair intact

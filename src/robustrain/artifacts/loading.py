@@ -6,7 +6,7 @@ normalisation, which weights were used). Training checkpoints (``best.pt`` / ``l
 are read with ``weights_only=True`` through :func:`robustrain.artifacts.checkpoint.load_checkpoint`
 and rebuilt from their :class:`~robustrain.artifacts.model_card.ModelSpec` (``"model_card"``;
 checkpoints written before it existed: from their config dict). Files written by
-``robustrain export`` (a plain state_dict ``OUT.pt`` plus its model card ``OUT.json``, see
+``robustrain export`` (a plain state_dict ``OUT.pt`` or ``OUT.safetensors`` plus its model card ``OUT.json``, see
 :mod:`robustrain.artifacts.export`) are rebuilt from the card. Nothing here needs a Config or
 the trainer.
 :func:`check_dataset` says whether a loaded model can be evaluated on a given dataset.
@@ -36,7 +36,9 @@ from torch import nn
 
 from robustrain.artifacts.checkpoint import load_checkpoint
 from robustrain.artifacts.model_card import ModelSpec, export_info_path, read_export_info
+from robustrain.artifacts.weights_file import decode_weights, require_safetensors, weights_format
 from robustrain.data import get_dataset_info
+from robustrain.models.registry import model_versions
 from robustrain.utils.errors import CheckpointError
 
 __all__ = ["LoadedModel", "check_dataset", "load_model"]
@@ -78,7 +80,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", *, ema: boo
 
     Args:
         path: a ``best.pt`` / ``last.pt`` written by ``robustrain train``, or an exported
-            ``OUT.pt`` with its model card ``OUT.json`` beside it.
+            ``OUT.pt`` / ``OUT.safetensors`` with its model card ``OUT.json`` beside it.
         device: where to put the model.
         ema: use the EMA weights when the checkpoint has them (the DESIGN.md protocol); an
             export holds one set of weights (named in its card), so this is ignored there.
@@ -88,6 +90,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", *, ema: boo
             is missing, corrupt or does not match them.
     """
     path = Path(path)
+    if weights_format(path) == "safetensors":  # an export: never a training checkpoint
+        return _load_exported(path, _safetensors_state_dict(path), device)
     try:
         ckpt = load_checkpoint(path, map_location=device)
     except CheckpointError:
@@ -105,11 +109,19 @@ def _build_checked(spec: ModelSpec, device: torch.device | str, where: str, fix:
     except CheckpointError as e:
         raise CheckpointError(f"{where}: {e}; {fix}") from None
     try:
-        return spec.build(device)
+        return spec.build(device, initial_weights=False)  # the saved weights replace them
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
         first = (str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)).strip().splitlines()
         raise CheckpointError(f"{where} cannot rebuild the model ({first[0][:150] if first else type(e).__name__}); "
                               f"{fix}") from None
+
+
+def _versions_note(spec: ModelSpec) -> str:
+    """`` (built with timm 1.0.31, installed 1.0.9)`` when the library that built the model has
+    another version now (its architectures may have changed), else ``""``."""
+    now = model_versions(spec.model) if spec.versions else {}
+    changed = [f"{k} {v}, installed {now.get(k)}" for k, v in spec.versions.items() if now.get(k) != v]
+    return f" (built with {'; '.join(changed)})" if changed else ""
 
 
 def _load_state(model: nn.Module, state: Any, problem: str, fix: str) -> None:
@@ -138,7 +150,7 @@ def _load_checkpoint(path: Path, ckpt: dict[str, Any], device: torch.device | st
     weights = "ema" if ema and ckpt.get("ema") is not None else "model"
     _load_state(model, ckpt[weights], f"the {weights} weights in {path} do not fit the model its "
                 f"{'model card' if card is not None else 'config'} describes ({spec.model} {spec.params}): "
-                "another model's weights?", fix)
+                f"another model's weights?{_versions_note(spec)}", fix)
     model.eval()
     method = config.get("method") or {}
     return LoadedModel(
@@ -167,6 +179,23 @@ def _plain_state_dict(path: Path, device: torch.device | str) -> dict[str, torch
     return None
 
 
+def _safetensors_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an exported ``.safetensors`` file (on the CPU); a one-line
+    :class:`CheckpointError` when it is missing or damaged."""
+    fix = f"re-export it with `robustrain export CHECKPOINT {path} --format safetensors`"
+    if not path.is_file():
+        raise CheckpointError(f"exported weights {path} do not exist; {fix}")
+    require_safetensors()  # a missing package is its own one-line error, not "damaged file"
+    try:
+        state = decode_weights(path.read_bytes(), "safetensors")
+    except Exception as e:  # the reader raises its own error types for a truncated or foreign file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise CheckpointError(f"{path} is not a readable .safetensors file ({first}); {fix}") from None
+    if not state:
+        raise CheckpointError(f"{path} holds no tensors; {fix}")
+    return state
+
+
 def _load_exported(path: Path, state: dict[str, torch.Tensor], device: torch.device | str) -> LoadedModel:
     info = read_export_info(path)
     card = export_info_path(path)
@@ -174,12 +203,13 @@ def _load_exported(path: Path, state: dict[str, torch.Tensor], device: torch.dev
     try:
         spec = ModelSpec(model=info["model"]["name"], params=dict(info["model"].get("params") or {}),
                          num_classes=info["num_classes"], image_shape=tuple(info["image_shape"]),
-                         mean=tuple(info["mean"]), std=tuple(info["std"]), dataset=str(info["dataset"]))
+                         mean=tuple(info["mean"]), std=tuple(info["std"]), dataset=str(info["dataset"]),
+                         versions=dict(info["model"].get("versions") or {}))
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise CheckpointError(f"model card {card} cannot rebuild the model ({str(e)[:150]}); {fix}") from None
     shape, mean, std, num_classes = spec.image_shape, spec.mean, spec.std, spec.num_classes
     model = _build_checked(spec, "cpu", f"model card {card}", fix)
-    _load_state(model, state, f"{path} does not match its model card {card}", fix)
+    _load_state(model, state, f"{path} does not match its model card {card}{_versions_note(spec)}", fix)
     # the normalisation lives in the weights: the card must describe those, not something else
     inside = (model.normalize.mean.flatten().tolist(), model.normalize.std.flatten().tolist())
     if not (torch.allclose(torch.tensor(inside[0]), torch.tensor(mean))

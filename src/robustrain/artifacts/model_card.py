@@ -33,7 +33,7 @@ from torch import nn
 
 from robustrain.data import get_dataset_info
 from robustrain.models import create_model
-from robustrain.models.registry import MAX_PARAMETERS
+from robustrain.models.registry import MAX_PARAMETERS, init_params, model_versions
 from robustrain.utils.errors import CheckpointError
 
 __all__ = ["EXPORT_FORMAT", "MAX_ARCH_INT", "MAX_PARAMETERS", "ModelSpec", "export_info_path", "read_export_info"]
@@ -93,6 +93,8 @@ class ModelSpec:
         image_shape: (C, H, W) of one input image.
         mean, std: per-channel normalisation inside the model (``Normalize``).
         dataset: the dataset registry name the model was trained on.
+        versions: the libraries that built the model and their versions, for a model of another
+            library (``timm:resnet50`` -> ``{"timm": "1.0.31"}``); empty for robustrain's own.
     """
 
     model: str
@@ -102,9 +104,11 @@ class ModelSpec:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     dataset: str = ""
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "versions", {str(k): str(v) for k, v in dict(self.versions).items()})
         object.__setattr__(self, "image_shape", tuple(int(v) for v in self.image_shape))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
@@ -113,10 +117,17 @@ class ModelSpec:
     def __hash__(self) -> int:  # params is a dict: hash what identifies the spec
         return hash((self.model, tuple(sorted(self.params.items())), self.num_classes, self.image_shape))
 
-    def build(self, device: torch.device | str = "cpu") -> nn.Module:
-        """The model with freshly initialised weights, on ``device``."""
+    def build(self, device: torch.device | str = "cpu", *, initial_weights: bool = True) -> nn.Module:
+        """The model with freshly initialised weights, on ``device``.
+
+        ``initial_weights=False`` leaves out the parameters that only choose the initial weights
+        (a timm model's ``pretrained`` file): for a model whose saved weights are loaded next, so a
+        card never makes robustrain read a file it names.
+        """
+        skip = set(init_params(self.model)) if not initial_weights else set()
+        params = {k: v for k, v in self.params.items() if k not in skip}
         net = create_model(self.model, self.num_classes, mean=self.mean, std=self.std,
-                           in_channels=self.image_shape[0], **self.params)
+                           in_channels=self.image_shape[0], image_size=self.image_shape[1:], **params)
         return net.to(device)
 
     def check_size(self, max_parameters: int = MAX_PARAMETERS) -> int:
@@ -158,7 +169,7 @@ class ModelSpec:
                                   "finite values and a positive std")
         try:
             with torch.device("meta"):
-                net = self.build("meta")
+                net = self.build("meta", initial_weights=False)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             first = (str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)).strip().splitlines()
             raise CheckpointError(f"the model card cannot rebuild model {self.model} "
@@ -171,9 +182,12 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON- and ``weights_only``-safe)."""
-        return {"model": self.model, "params": dict(self.params), "num_classes": self.num_classes,
-                "image_shape": list(self.image_shape), "mean": list(self.mean), "std": list(self.std),
-                "dataset": self.dataset}
+        d = {"model": self.model, "params": dict(self.params), "num_classes": self.num_classes,
+             "image_shape": list(self.image_shape), "mean": list(self.mean), "std": list(self.std),
+             "dataset": self.dataset}
+        if self.versions:  # only models of another library have them: older cards stay as they were
+            d["versions"] = dict(self.versions)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
@@ -185,7 +199,7 @@ class ModelSpec:
         try:
             return cls(model=str(d["model"]), params=dict(d.get("params") or {}), num_classes=d["num_classes"],
                        image_shape=tuple(d["image_shape"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
-                       dataset=str(d.get("dataset", "")))
+                       dataset=str(d.get("dataset", "")), versions=dict(d.get("versions") or {}))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"malformed model card ({type(e).__name__}: {str(e)[:100]})") from None
 
@@ -195,7 +209,7 @@ class ModelSpec:
         (its class count, image shape and normalisation)."""
         info = get_dataset_info(dataset)
         return cls(model=model, params=params, num_classes=info.num_classes, image_shape=tuple(info.image_shape),
-                   mean=tuple(info.mean), std=tuple(info.std), dataset=dataset)
+                   mean=tuple(info.mean), std=tuple(info.std), dataset=dataset, versions=model_versions(model))
 
     @classmethod
     def from_config_dict(cls, config: Mapping[str, Any]) -> "ModelSpec":

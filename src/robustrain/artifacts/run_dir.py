@@ -1,13 +1,16 @@
 """``RunDir``: the one owner of a run folder's file names and of its life cycle.
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON object per
-epoch), ``last.pt``, ``best.pt`` (the selected checkpoint), ``summary.json`` (the final table) and,
-with TensorBoard on, ``tensorboard/``. Every command that reads or writes a run folder (train,
+epoch), ``last.pt``, ``best.pt`` (the selected checkpoint), ``summary.json`` (the final table),
+with TensorBoard on ``tensorboard/``, and with experiment trackers (``train.loggers``)
+``trackers.json``, their run ids. Every command that reads or writes a run folder (train,
 eval, report, analyze, reproduce) names those files through this class.
 
 Writing is a transaction per epoch. ``last.pt`` is the commit point: it is replaced atomically
 and carries the whole metrics history and the selection state, so every other file of the
-epoch (``best.pt``, ``metrics.jsonl``) can be re-derived from it. :meth:`RunDir.repair`, run when
+epoch (``best.pt``, ``metrics.jsonl``) can be re-derived from it. A ``last.pt`` written inside
+an epoch (``train.checkpoint_every``) replaces only itself, atomically; its history holds the
+completed epochs, so ``metrics.jsonl`` and ``best.pt`` stay those of the last completed epoch. :meth:`RunDir.repair`, run when
 a run resumes, brings them back in line after an interruption between the commit and the
 copies, and says what it repaired. One writer at a time: :meth:`RunDir.lock` takes an OS file
 lock (``.lock``, released by the kernel when the process dies, so it never goes stale) and a
@@ -59,6 +62,7 @@ class RunDir:
     BEST = "best.pt"
     SUMMARY = "summary.json"
     TENSORBOARD = "tensorboard"
+    TRACKERS = "trackers.json"
     LOCK = ".lock"
 
     def __init__(self, path: str | Path) -> None:
@@ -94,6 +98,11 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / self.TENSORBOARD
+
+    @property
+    def trackers(self) -> Path:
+        """The experiment trackers' run ids (``train.loggers``), so that ``--resume`` continues them."""
+        return self.path / self.TRACKERS
 
     def best_or_last(self) -> Path:
         """``best.pt`` when the run selected one, else ``last.pt``."""
@@ -134,7 +143,7 @@ class RunDir:
 
     def clear(self) -> None:
         """Remove the files of a previous run (for ``--overwrite``); other files stay."""
-        for p in (self.last, self.best, self.metrics, self.summary, self.config):
+        for p in (self.last, self.best, self.metrics, self.summary, self.config, self.trackers):
             p.unlink(missing_ok=True)
         shutil.rmtree(self.tensorboard, ignore_errors=True)
         self.remove_temp_files()
@@ -247,20 +256,23 @@ class RunDir:
             folder = folder.parent
 
     def repair(self, history: list[dict[str, Any]], best_epoch: int, last_epoch: int,
-               best_epoch_on_disk: int | None) -> list[str]:
+               best_epoch_on_disk: int | None, *, mid_epoch: bool = False) -> list[str]:
         """Bring ``metrics.jsonl`` and ``best.pt`` in line with the committed ``last.pt``.
 
         Args:
             history: the metrics records ``last.pt`` carries (one per completed epoch).
             best_epoch: the epoch ``last.pt`` says was selected.
-            last_epoch: the epoch of ``last.pt``.
+            last_epoch: the epoch of ``last.pt`` (its last completed epoch).
             best_epoch_on_disk: the epoch of the current ``best.pt`` (None: none).
+            mid_epoch: ``last.pt`` was written inside epoch ``last_epoch + 1``
+                (``train.checkpoint_every``): its weights are not the selected epoch's, so it is
+                never copied to ``best.pt``.
 
         Returns:
             one line per file repaired (empty when everything was in order).
         """
         done = []
-        if best_epoch == last_epoch and best_epoch_on_disk != best_epoch and last_epoch > 0:
+        if best_epoch == last_epoch and best_epoch_on_disk != best_epoch and last_epoch > 0 and not mid_epoch:
             self.copy_last_to_best()
             done.append(f"best.pt was behind (epoch {best_epoch_on_disk}): copied from last.pt (epoch {last_epoch})")
         elif best_epoch > 0 and best_epoch_on_disk not in (None, best_epoch):

@@ -6,6 +6,11 @@ Functional API (pure functions)::
     x_inv = pgd(model, x, y, eps=4/255, alpha=2/255, steps=5, descend=True, start="normal")
     x_adv = cw_inf(model, x, y)                                           # CW-inf, 30 steps
 
+Adaptive attacks (Athalye et al. 2018) for defences that obfuscate gradients::
+
+    x_adv = eot_pgd(model, x, y, eps=8/255, alpha=2/255, steps=20, samples=16)   # randomized model
+    x_adv = pgd(BPDA(net, quantise), x, y, eps=8/255, alpha=2/255, steps=20)     # non-differentiable input step
+
 Config objects (frozen dataclasses, ``attack(model, x, y)``) and the registry::
 
     attack = create_attack("pgd20")          # names: ATTACKS.names()
@@ -20,14 +25,18 @@ the attack-name grammar (``aa``, ``aa-plus``, ``aa:apgd-ce+apgd-t``) that config
 
 from robustrain.attacks.autoattack import AutoAttackResult, AutoAttackSpec, parse_autoattack_name, run_autoattack
 from robustrain.attacks.bn import bn_mode
+from robustrain.attacks.bpda import BPDA
+from robustrain.attacks.eot import eot_pgd
 from robustrain.attacks.functional import ce_loss, cw_inf, fgsm, margin_loss, neg_margin_loss, pgd
-from robustrain.attacks.objects import ATTACKS, CW, FGSM, PGD, Inverse, create_attack
+from robustrain.attacks.objects import ATTACKS, CW, EOTPGD, FGSM, PGD, Inverse, create_attack
 
 __all__ = [
     "ATTACKS",
     "AutoAttackResult",
     "AutoAttackSpec",
+    "BPDA",
     "CW",
+    "EOTPGD",
     "FGSM",
     "Inverse",
     "PGD",
@@ -35,6 +44,7 @@ __all__ = [
     "ce_loss",
     "create_attack",
     "cw_inf",
+    "eot_pgd",
     "fgsm",
     "margin_loss",
     "neg_margin_loss",

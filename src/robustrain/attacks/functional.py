@@ -318,15 +318,46 @@ def pgd(
     """
     validate_attack_args(eps=eps, alpha=alpha, steps=steps, norm=norm, bn_mode=bn_mode, init_std=init_std, clip=clip)
     loss_fn = _resolve_loss(loss)
+    return _projected_ascent(
+        model, x, lambda x_adv: _input_gradient(model, loss_fn, x_adv, y), eps=eps, alpha=alpha, steps=steps,
+        norm=norm, start=start, init_std=init_std, descend=targeted or descend, bn_mode=bn_mode, clip=clip,
+        generator=generator,
+    )
+
+
+#: ``gradient(x_adv) -> d objective / d x_adv``, same shape as x_adv (the objective to ascend)
+GradientFn = Callable[[Tensor], Tensor]
+
+
+def _projected_ascent(
+    model: nn.Module,
+    x: Tensor,
+    gradient: GradientFn,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str,
+    start: Start,
+    init_std: float,
+    descend: bool,
+    bn_mode: str,
+    clip: tuple[float, float],
+    generator: torch.Generator | None,
+) -> Tensor:
+    """The loop of :func:`pgd` with the gradient as a callable: start, then ``steps`` projected
+    steps along ``dir(gradient(x_adv))`` (down it with ``descend``). Arguments as :func:`pgd`,
+    already validated; ``model`` only for its BatchNorm mode. :func:`~robustrain.attacks.eot_pgd`
+    passes the mean gradient over stochastic forwards, :func:`pgd` the gradient of one."""
     geometry = NORMS[norm]
     # minimising is the same loop with the step's sign flipped
-    step = (-1.0 if (targeted or descend) else 1.0) * alpha
+    step = (-1.0 if descend else 1.0) * alpha
     x = x.detach()
     project = geometry.projector(x, eps, *clip)
     x_adv = project(x + _initial_delta(x, start, eps, geometry, init_std, generator))
     with _bn.bn_mode(model, bn_mode), torch.enable_grad():
         for _ in range(steps):
-            grad = _input_gradient(model, loss_fn, x_adv, y)
+            grad = gradient(x_adv)
             # add(..., alpha=): the step in one kernel
             x_adv = project(torch.add(x_adv.detach(), geometry.direction(grad), alpha=step))
     return x_adv.detach()

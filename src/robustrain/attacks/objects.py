@@ -18,12 +18,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor, nn
 
-from robustrain.utils.checks import check_choice, check_field_types, check_keys, check_nonnegative
+from robustrain.utils.checks import check_choice, check_field_types, check_int, check_keys, check_nonnegative
+from robustrain.attacks.eot import eot_pgd
 from robustrain.attacks.functional import (
     ATTACK_LOSSES,
     STARTS,
@@ -34,7 +36,7 @@ from robustrain.attacks.functional import (
 )
 from robustrain.utils.registry import Registry
 
-__all__ = ["ATTACKS", "CW", "FGSM", "PGD", "Inverse", "attack_defaults", "create_attack"]
+__all__ = ["ATTACKS", "CW", "EOTPGD", "FGSM", "PGD", "Inverse", "attack_defaults", "create_attack", "parse_attack_name"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,49 @@ class CW:
         return cw_inf(model, x, y, **dataclasses.asdict(self))
 
 
+@dataclass(frozen=True)
+class EOTPGD:
+    """PGD on the mean gradient over ``samples`` random forwards (EOT); see
+    :func:`robustrain.attacks.eot_pgd`. For randomized defences; on a deterministic model it is PGD.
+
+    Threat model: ``norm`` ball of radius ``eps`` ∩ [0, 1]. Accuracy under it is one ordinary
+    (random) forward on the final x_adv.
+
+    Args:
+        eps: radius ε (default 8/255).
+        alpha: step size α (default 2/255).
+        steps: number of steps (default 20, as PGD-20).
+        samples: forward-backward passes averaged per step (default 16).
+        norm, loss, start, init_std, targeted, bn_mode: as :class:`PGD`.
+
+    Names: ``eot-pgd`` (20 steps x 16 samples) and ``eot-pgdSTEPSxSAMPLES``, e.g. ``eot-pgd50x32``.
+    """
+
+    eps: float = 8 / 255
+    alpha: float = 2 / 255
+    steps: int = 20
+    samples: int = 16
+    norm: str = "linf"
+    loss: str = "ce"
+    start: str = "uniform"
+    init_std: float = 0.001
+    targeted: bool = False
+    bn_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        validate_attack_args(
+            eps=self.eps, alpha=self.alpha, steps=self.steps, norm=self.norm,
+            bn_mode=self.bn_mode, init_std=self.init_std, clip=(0.0, 1.0),
+        )
+        check_int("samples", self.samples)
+        check_choice("loss", self.loss, ATTACK_LOSSES.names())
+        check_choice("start", self.start, STARTS)
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        return eot_pgd(model, x, y, **dataclasses.asdict(self))
+
+
 #: name -> attack class; ``meta["preset"]`` holds the preset's non-default field values.
 ATTACKS: Registry[type] = Registry("attack")
 ATTACKS.add("fgsm", FGSM, help="FGSM, Linf 8/255, one sign step from x")
@@ -171,20 +216,54 @@ ATTACKS.add(
     help="PGD-10, L2 eps 0.5, step 0.1, uniform start, CE",
 )
 ATTACKS.add("inverse", Inverse, help="inverse adversary (UIAT): descending PGD, Linf 4/255, 5 steps of 2/255")
+ATTACKS.add(
+    "eot-pgd", EOTPGD,
+    help="EOT-PGD for randomized defences: PGD-20 on the mean gradient of 16 random forwards, Linf 8/255, step "
+         "2/255, CE; eot-pgdSTEPSxSAMPLES sets both, e.g. eot-pgd50x32",
+)
+
+#: ``eot-pgdSTEPSxSAMPLES``: the ``eot-pgd`` entry with its steps and samples in the name
+_EOT_NAME = re.compile(r"eot-pgd(\d+)x(\d+)")
 
 
-def create_attack(name: str, **overrides: Any) -> PGD | FGSM | CW:
-    """Build the registered attack ``name`` with ``overrides`` on top of its preset.
+def parse_attack_name(name: str) -> tuple[str, dict[str, Any]]:
+    """The registry entry a per-batch attack name refers to, and the fields its name sets.
+
+    A registered name is itself with no fields; ``eot-pgdSTEPSxSAMPLES`` is the ``eot-pgd`` entry
+    with ``steps`` and ``samples``.
+
+    Raises:
+        KeyError: an unknown name (the message lists the known ones).
+        ValueError: ``eot-pgd0x16`` and the like (steps and samples must be >= 1).
+
+    Example:
+        >>> parse_attack_name("eot-pgd20x16"), parse_attack_name("pgd20")
+        (('eot-pgd', {'steps': 20, 'samples': 16}), ('pgd20', {}))
+    """
+    match = _EOT_NAME.fullmatch(name)
+    if match is None:
+        ATTACKS.entry(name)  # KeyError with the known names
+        return name, {}
+    steps, samples = (int(v) for v in match.groups())
+    if steps < 1 or samples < 1:
+        raise ValueError(f"attack {name!r}: steps and samples must be >= 1, e.g. eot-pgd20x16")
+    return "eot-pgd", {"steps": steps, "samples": samples}
+
+
+def create_attack(name: str, **overrides: Any) -> PGD | FGSM | CW | EOTPGD:
+    """Build the registered attack ``name`` with ``overrides`` on top of its preset (names of
+    the ``eot-pgdSTEPSxSAMPLES`` grammar too, see :func:`parse_attack_name`).
 
     Raises:
         KeyError: unknown ``name`` (the message lists the known ones).
         ValueError: an override that is not a field of the attack (the message lists the
             valid ones) or an invalid value.
     """
-    entry = ATTACKS.entry(name)
+    base, from_name = parse_attack_name(name)
+    entry = ATTACKS.entry(base)
     cls = entry.obj
     check_keys(f"attack {name!r}", overrides, [f.name for f in dataclasses.fields(cls)])
-    return cls(**{**entry.meta.get("preset", {}), **overrides})
+    return cls(**{**entry.meta.get("preset", {}), **from_name, **overrides})
 
 
 def attack_defaults(name: str) -> dict[str, Any]:

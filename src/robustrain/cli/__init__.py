@@ -1,4 +1,4 @@
-"""Command-line interface: ``robustrain train | eval | audit | export | analyze | report | reproduce | list``.
+"""Command-line interface: ``robustrain train | eval | audit | export | analyze | report | reproduce | list | data``.
 
 Run ``robustrain COMMAND --help`` for each command's options. Each command is one module here
 with ``add_parser(sub)`` and ``run(args) -> int``: it parses, calls one library function and
@@ -33,7 +33,7 @@ def _started_as_command() -> bool:
 
 
 try:  # torch takes seconds to import: a Ctrl-C meanwhile is one line, not an import traceback
-    from robustrain.cli import analyze, audit, export, list_cmd, report, reproduce, train
+    from robustrain.cli import analyze, audit, data, export, list_cmd, report, reproduce, train
     from robustrain.cli import eval as eval_cmd
     from robustrain.utils.errors import RobustrainError
 except KeyboardInterrupt:
@@ -45,7 +45,7 @@ except KeyboardInterrupt:
 __all__ = ["main", "build_parser"]
 
 #: the command modules, in the order of ``robustrain --help``
-COMMANDS = (train, eval_cmd, audit, export, analyze, report, reproduce, list_cmd)
+COMMANDS = (train, eval_cmd, audit, export, analyze, report, reproduce, list_cmd, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

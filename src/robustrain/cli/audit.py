@@ -29,8 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "and restarts do not keep lowering accuracy, (3) white-box beats black-box (Square) and "
                     "transfer attacks, (4) CE / CW / DLR losses agree and PGD is not far above AutoAttack, "
                     "(5) input gradients are non-zero and finite, (6) AutoAttack's own flags. Each check is PASS, "
-                    "WARN or FAIL with its numbers; the verdict is the worst. Writes OUT.md, OUT.json and OUT.png. "
-                    "See docs/audit.md for the thresholds.",
+                    "WARN or FAIL with its numbers; the verdict is the worst. A random model (two passes of the "
+                    "same input disagree) gets PGD rerun as EOT-PGD: 'reported X%, adaptive Y%'. Writes OUT.md, "
+                    "OUT.json and OUT.png. See docs/audit.md for the thresholds.",
         epilog="Examples:\n"
                "  robustrain audit runs/pgd_at-small_cnn-cifar10-mini-s0            # a few minutes on 2 CPU cores\n"
                "  robustrain audit best.pt --quick --n 64                          # a cheaper subset\n"
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     a.add_argument("checkpoint",
                    help="a best.pt / last.pt written by `robustrain train`, a run folder (its best.pt, else "
-                        "last.pt), or OUT.pt of `robustrain export`")
+                        "last.pt), or OUT.pt / OUT.safetensors of `robustrain export`")
     a.add_argument("--n", type=int, default=256, help="audit the first N test images (default: %(default)s)")
     a.add_argument("--eps", default="8/255", help="Linf radius under audit, e.g. 8/255 (default: %(default)s)")
     a.add_argument("--quick", action="store_true",

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "output): natural, PGD-20 and CW30 (Linf 8/255, step 2/255, random start) and AutoAttack "
                     "standard (official pyautoattack), fp32, eval mode, EMA weights when the run kept them, a fixed "
                     "seed. Prints one table and AutoAttack's sanity flags, and writes JSON next to the checkpoint.",
-        epilog="Attacks: natural, the names of `robustrain list attacks`, and AutoAttack: aa (standard), aa-plus, "
+        epilog="Attacks: natural, the names of `robustrain list attacks` (eot-pgdSTEPSxSAMPLES, e.g. eot-pgd20x16, "
+               "for a randomized model), and AutoAttack: aa (standard), aa-plus, "
                "aa-rand or a custom list aa:ATTACK+ATTACK (apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t). "
                "An interrupted AutoAttack continues when the same command is run again. Examples:\n"
                "  robustrain eval runs/uiat-small_cnn-cifar10-mini-s0/best.pt\n"
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     e.add_argument("checkpoint",
                    help="a best.pt / last.pt written by `robustrain train`, a run folder (its best.pt, else "
-                        "last.pt), or OUT.pt of `robustrain export`")
+                        "last.pt), or OUT.pt / OUT.safetensors of `robustrain export`")
     e.add_argument("--attacks", default="natural,pgd20,cw30,aa",
                    help="comma-separated attack names (default: %(default)s, the DESIGN.md protocol)")
     e.add_argument("--n", type=int, default=None, help="evaluate the first N test images (default: all)")

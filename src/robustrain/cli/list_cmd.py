@@ -1,5 +1,5 @@
-"""``robustrain list WHAT``: the registered datasets, models, attacks, methods, schedules, or the
-packaged configs. Parameter defaults are written as a user writes them
+"""``robustrain list WHAT``: the registered datasets, models, attacks, methods, schedules, experiment
+trackers, or the packaged configs. Parameter defaults are written as a user writes them
 (:func:`robustrain.utils.units.format_value`: ``eps=8/255``, ``rho=0.2``)."""
 
 from __future__ import annotations
@@ -26,15 +26,23 @@ def _datasets() -> list[tuple[str, str]]:
         c, h, w = info.image_shape
         rows.append((e.name, f"{info.num_classes} classes, {c}x{h}x{w}, "
                              f"{info.train_size}/{info.test_size} train/test"))
+    from robustrain.data.streaming import STREAMING_DATASETS
+
+    # streaming datasets: classes and sizes come from data.root, so the row says how to point at it
+    rows.extend((e.name, e.help) for e in STREAMING_DATASETS)
     return rows
 
 
 def _models() -> list[tuple[str, str]]:
     from robustrain.models import MODELS, model_params
+    from robustrain.models.registry import MODEL_FAMILIES
 
-    return [(e.name, f"{e.help}  params: " + ", ".join(f"{k}={format_value(k, v)}"
-                                                       for k, v in model_params(e.name).items()))
-            for e in MODELS]
+    def params(name: str) -> str:
+        return ", ".join(f"{k}={format_value(k, v)}" for k, v in model_params(name).items())
+
+    # a family's parameters are read from its factory, so any architecture name stands for them
+    return ([(e.name, f"{e.help}  params: {params(e.name)}") for e in MODELS]
+            + [(f"{e.name}:<name>", f"{e.help}  params: {params(e.name + ':_')}") for e in MODEL_FAMILIES])
 
 
 def _attacks() -> list[tuple[str, str]]:
@@ -63,17 +71,26 @@ def _schedules() -> list[tuple[str, str]]:
     return _entries(SCHEDULES)
 
 
+def _trackers() -> list[tuple[str, str]]:
+    """The experiment trackers of ``train.loggers`` with the extra each needs."""
+    from robustrain.train.trackers import TRACKERS
+
+    return [(e.name, f"{e.help}  install: pip install -e .[{e.obj.extra}]") for e in TRACKERS]
+
+
 LISTERS: dict[str, Callable[[], list[tuple[str, str]]]] = {
     "datasets": _datasets,
     "models": _models,
     "attacks": _attacks,
     "methods": _methods,
     "schedules": _schedules,
+    "trackers": _trackers,
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    ls = sub.add_parser("list", help="list registered datasets, models, attacks, methods, schedules or configs")
+    ls = sub.add_parser("list", help="list registered datasets, models, attacks, methods, schedules, trackers or "
+                                     "configs")
     ls.add_argument("what", choices=[*LISTERS, "configs"])
     ls.set_defaults(func=run)
     return ls

@@ -21,9 +21,10 @@ from typing import Any, Mapping
 
 from robustrain.methods.inverse import UIATParams
 from robustrain.methods.registry import PluggedParams
+from robustrain.methods.sample_state import SAMPLE_STATE_CHOICES
 from robustrain.models import model_params
 from robustrain.schedules import ScheduleParams
-from robustrain.utils.checks import check_in_range, check_nonnegative, check_positive, short_repr
+from robustrain.utils.checks import check_choice, check_in_range, check_nonnegative, check_positive, short_repr
 from robustrain.utils.runtime import check_device_name
 
 __all__ = [
@@ -119,6 +120,19 @@ class DataConfig:
             whatever ``name`` is, resolved when the run is built; ``summary.json``'s
             ``selection_split`` records the number. There is no 0: a run always selects on
             held-out training images.
+        image_size: side of the square images of a streaming dataset (``imagefolder``,
+            ``webdataset``; ignored by the in-memory ones): training images are a
+            RandomResizedCrop to it (+ flip with ``augment``), evaluation images its centre crop.
+        resize: streaming datasets' evaluation resize: the shorter side goes to ``resize``
+            before the centre ``image_size`` crop (224 of 256 on ImageNet).
+        workers: DataLoader worker processes decoding a streaming dataset's images (0: in the
+            training process). Results do not depend on it.
+        on_corrupt: what a streaming dataset does with an image that does not decode: ``error``
+            (stop with one line naming the file) or ``skip`` (leave it out of its batch, report the
+            count once per epoch).
+        test_root: the test split of a streaming dataset when it is not the default place:
+            ``imagefolder``: a folder laid out as ``ROOT/val`` (default ``ROOT/val``);
+            ``webdataset``: a shard pattern (default: the ``val`` split of the shards' manifest).
     """
 
     name: str = "cifar10-mini"
@@ -130,9 +144,22 @@ class DataConfig:
     eval_batch_size: int = 256
     extra: ExtraDataConfig = field(default_factory=ExtraDataConfig)
     val_n: int | None = None
+    image_size: int = 224
+    resize: int = 256
+    workers: int = 4
+    on_corrupt: str = "error"
+    test_root: str | None = None
 
     def __post_init__(self) -> None:
         _at_least_one("data.batch_size", self.batch_size, "images per training batch, e.g. 128")
+        _at_least_one("data.image_size", self.image_size, "side of a streaming dataset's images, e.g. 224")
+        if self.resize < self.image_size:
+            raise ValueError(f"data.resize={self.resize} must be >= data.image_size={self.image_size} "
+                             "(evaluation images are resized, then centre-cropped), e.g. 256 for 224")
+        if self.workers < 0:
+            raise ValueError(f"data.workers must be >= 0 (0: decode in the training process), got {self.workers}")
+        if self.on_corrupt not in ("error", "skip"):
+            raise ValueError(f"data.on_corrupt must be 'error' or 'skip', got {self.on_corrupt!r}")
         if self.val_n is not None:
             _at_least_one("data.val_n", self.val_n, "training images held out to select best.pt, e.g. 1000; "
                           "selection never uses the test split")
@@ -245,11 +272,28 @@ class TrainConfig:
         bf16: bfloat16 autocast for the training step (GPU runs; evaluation is always fp32).
         channels_last: NHWC memory format for model and batches (GPU runs).
         log_every: steps between progress-bar / metrics-file updates (each one host sync).
-        tensorboard: also write TensorBoard scalars (needs ``pip install tensorboard``).
+        tensorboard: also write TensorBoard scalars (needs ``pip install -e .[tensorboard]``);
+            the same as listing ``tensorboard`` in ``loggers``.
         compile: ``torch.compile`` the model for the training step (static batch shapes, so it
             needs ``data.drop_last=true``); evaluation keeps the uncompiled fp32 model.
         sync_bn: under torchrun (DDP, several GPUs), BatchNorm statistics over the global
             batch (SyncBatchNorm, CUDA only); ignored in a single process.
+        checkpoint_every: also write ``last.pt`` after every this many optimisation steps
+            inside an epoch (0 = only at epoch ends); ``--resume`` continues from that step
+            bit-identically on CPU. For epochs of hours (ImageNet).
+        sample_state: storage of per-sample method state (UIAT momentum / one-off targets,
+            N x C floats): ``auto`` (fp32 on the device up to 256 MiB, bf16 above, bf16 in host
+            memory when the device cannot hold it), ``fp32``, ``bf16``, ``fp16`` (on the device)
+            or ``host`` (bf16 in pinned host memory); see :mod:`robustrain.methods.sample_state`.
+        loggers: experiment trackers that also get the run (``robustrain list trackers``):
+            any of ``tensorboard``, ``wandb``, ``mlflow``, e.g. ``train.loggers=[mlflow]``; each
+            needs its extra (``pip install -e .[mlflow]``). Rank 0 logs; a tracker that fails is
+            one warning and training goes on (the run folder stays the record).
+        log_artifacts: also upload ``best.pt`` (else ``last.pt``), ``summary.json``,
+            ``config.yaml``, ``metrics.jsonl`` and a report / figures found in the run folder to
+            the trackers at the end of the run.
+        tracker_project: W&B project / MLflow experiment name; empty: ``WANDB_PROJECT`` /
+            ``MLFLOW_EXPERIMENT_NAME``, else ``robustrain``.
     """
 
     epochs: int = 4
@@ -262,15 +306,39 @@ class TrainConfig:
     tensorboard: bool = False
     compile: bool = False
     sync_bn: bool = False
+    checkpoint_every: int = 0
+    sample_state: str = "auto"
+    loggers: tuple[str, ...] = ()
+    log_artifacts: bool = False
+    tracker_project: str = ""
 
     def __post_init__(self) -> None:
         _at_least_one("train.epochs", self.epochs, "number of training epochs")
+        object.__setattr__(self, "loggers", tuple(self.loggers))
+        if len(set(self.loggers)) != len(self.loggers) or not all(isinstance(n, str) and n for n in self.loggers):
+            raise ValueError(f"train.loggers must name each tracker once, e.g. [mlflow, wandb], "
+                             f"got {list(self.loggers)}")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 0:
+            raise ValueError(f"train.checkpoint_every must be an integer >= 0 (steps between mid-epoch "
+                             f"checkpoints, 0 = epoch ends only), got {self.checkpoint_every!r}")
+        check_choice("train.sample_state", self.sample_state, SAMPLE_STATE_CHOICES)
         _at_least_one("train.log_every", self.log_every, "steps between metric updates, e.g. 10")
         check_in_range("train.ema_decay", self.ema_decay, 0.0, 1.0, "EMA decay, e.g. 0.995",
                        low_open=True, high_open=True)
         # the form only: whether this machine has the device is checked by load_config, so a
         # saved GPU run's config still reads on a CPU machine (report, eval)
         check_device_name(self.device, "train.device")
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The trackers of the run: ``loggers``, plus ``tensorboard`` for ``tensorboard=true``.
+
+        Example:
+            >>> TrainConfig(loggers=("mlflow",), tensorboard=True).trackers
+            ('mlflow', 'tensorboard')
+        """
+        return self.loggers + (("tensorboard",) if self.tensorboard and "tensorboard" not in self.loggers else ())
 
 
 @dataclass(frozen=True)
@@ -286,6 +354,9 @@ class EvalConfig:
             or ``natural`` to choose ``best.pt`` by clean accuracy (natural training).
         final_n: test images for the final table (0 = the whole test split).
         final_attacks: attacks of the final table; ``natural`` is clean accuracy.
+        eps: threat-model radius of the per-epoch and final attacks, e.g. ``4/255`` for the
+            ImageNet presets (None: each attack's own, 8/255 for the Linf ones), as ``robustrain
+            eval --eps``: the attacks keep their own step (2/255 for ``pgd20``).
     """
 
     n: int = 256
@@ -293,6 +364,7 @@ class EvalConfig:
     attack: str = "pgd20"
     final_n: int = 0
     final_attacks: tuple[str, ...] = FINAL_ATTACKS
+    eps: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "final_attacks", tuple(self.final_attacks))
@@ -300,6 +372,9 @@ class EvalConfig:
         _at_least_one("eval.every", self.every, "epochs between evaluations")
         if self.final_n < 0:
             raise ValueError(f"eval.final_n must be an integer >= 0 (0 = the whole test split), got {self.final_n}")
+        if self.eps is not None and not 0 < self.eps <= 1:
+            raise ValueError(f"eval.eps must be in (0, 1], e.g. 4/255, or null for each attack's own radius; "
+                             f"got {self.eps}")
 
 
 @dataclass(frozen=True)
@@ -415,7 +490,8 @@ class Config:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.method_label}-{self.model.name}-{self.data.name}-s{self.seed}"
+        # a family model's colon (timm:resnet50) stays out of folder names
+        return self.name or f"{self.method_label}-{self.model.name.replace(':', '-')}-{self.data.name}-s{self.seed}"
 
     def awp_note(self) -> str | None:
         """What a delayed AWP does to this run (issue 23: a warm-up longer than the run silently

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from robustrain.attacks import ATTACKS
 from robustrain.attacks.autoattack import parse_autoattack_name
+from robustrain.attacks.objects import parse_attack_name
 from robustrain.config.schema import (
     AWP_SUFFIX,
     awp_defaults,
@@ -35,8 +36,8 @@ from robustrain.config.schema import (
 )
 from robustrain.data import DATASETS, get_dataset_info
 from robustrain.data.split import default_val_n
+from robustrain.data.streaming import STREAMING_DATASETS
 from robustrain.methods import METHODS, PLUGINS, method_fields, split_method_name
-from robustrain.models import MODELS
 from robustrain.models.registry import check_model_params
 from robustrain.schedules import SCHEDULES
 from robustrain.utils.checks import one_line, short_repr
@@ -127,8 +128,7 @@ def _component_schema(section: str, name: str) -> tuple[dict[str, Any], dict[str
         KeyError: unknown name.
     """
     if section == "model":
-        MODELS.entry(name)
-        defaults = model_defaults(name)
+        defaults = model_defaults(name)  # KeyError for an unknown model or model family (timm:...)
         # a model factory's keyword defaults give the types (None: anything goes)
         return {k: Any if v is None else type(v) for k, v in defaults.items()}, defaults
     fields = method_fields(name)
@@ -321,9 +321,23 @@ def _config_from_dict(data: Mapping[str, Any]) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _check_names(cfg)
+    if cfg.data.name in STREAMING_DATASETS:
+        _check_streaming(cfg)  # sizes are known once data.root is read: the run checks them when built
+        return cfg
     _check_val_n(cfg)
     _check_batch_fits(cfg)
     return cfg
+
+
+def _check_streaming(cfg: Config) -> None:
+    """A streaming dataset (``imagefolder``, ``webdataset``) needs ``data.root`` and cannot mix
+    in generated images (``data.extra`` works with the in-memory datasets only)."""
+    if not cfg.data.root:
+        example = "DIR" if cfg.data.name == "imagefolder" else "'DIR/train/shard-{000000..000127}.tar'"
+        raise ConfigError(f"data.name={cfg.data.name} needs data.root={example} (see `robustrain list datasets`)")
+    if cfg.data.extra.path is not None:
+        raise ConfigError(f"data.extra mixes generated images into the in-memory datasets only, not into "
+                          f"data.name={cfg.data.name}; unset data.extra.path")
 
 
 def _check_val_n(cfg: Config) -> None:
@@ -362,15 +376,17 @@ def _is_autoattack(name: str) -> bool:
 def _check_names(cfg: Config) -> None:
     """Names that refer to registries must exist (checked here, before anything runs)."""
     checks = [
-        ("data.name", cfg.data.name, DATASETS, "datasets"),
+        *([] if cfg.data.name in STREAMING_DATASETS else [("data.name", cfg.data.name, DATASETS, "datasets")]),
         ("schedule.name", cfg.schedule.name, SCHEDULES, "schedules"),
         ("guard.attack", cfg.guard.attack, ATTACKS, "attacks"),
     ] + [("eval.attack", a, ATTACKS, "attacks") for a in (cfg.eval.attack,) if a != "natural"] + [
         ("eval.final_attacks", a, ATTACKS, "attacks") for a in cfg.eval.final_attacks
         if a != "natural" and not _is_autoattack(a)]
     for key, name, registry, listing in checks:
-        if name not in registry:
-            try:
-                registry.entry(name)
-            except KeyError as e:
-                raise ConfigError(f"{key}: {e.args[0]} (see `robustrain list {listing}`)") from None
+        try:
+            # attack names have a grammar beyond the registry's keys (eot-pgd20x16)
+            parse_attack_name(name) if registry is ATTACKS else registry.entry(name)
+        except KeyError as e:
+            raise ConfigError(f"{key}: {e.args[0]} (see `robustrain list {listing}`)") from None
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None

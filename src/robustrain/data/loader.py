@@ -22,7 +22,22 @@ from .batch import Batch, to_unit_float
 from .info import DatasetInfo
 from .registry import get_dataset_info, load_split
 
-__all__ = ["DeviceLoader", "Loaders", "make_loaders", "subset_indices", "epoch_seed"]
+__all__ = ["DeviceLoader", "Loaders", "check_position", "make_loaders", "subset_indices", "epoch_seed"]
+
+
+def check_position(epoch: int, start_step: int, steps: int) -> tuple[int, int]:
+    """``(epoch, start_step)`` as ints, checked: ``epoch >= 0`` and ``0 <= start_step < steps``
+    (``steps`` = batches per epoch), for every training loader's ``set_epoch``.
+
+    Example:
+        >>> check_position(2, 5, 8)
+        (2, 5)
+    """
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    if not 0 <= start_step < max(steps, 1):
+        raise ValueError(f"start_step must be in [0, {steps}) (batches per epoch), got {start_step}")
+    return int(epoch), int(start_step)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -45,6 +60,19 @@ class DeviceLoader:
     * Epoch ``e``'s order and augmentation are a pure function of ``(seed, e)``: call
       :meth:`set_epoch` before each epoch (the loader never advances the epoch itself, so
       iterating twice without it repeats the same batches). The global RNG is never touched.
+    * Resuming inside an epoch: ``set_epoch(e, start_step=k)`` makes the next iteration yield
+      batches ``k, k + 1, ...`` of epoch ``e``, the very batches an iteration from
+      ``set_epoch(e)`` yields after its first ``k`` (the plan is drawn whole, as always, and
+      the first ``k`` batches are skipped, not drawn differently). ``len(loader)`` stays the
+      whole epoch's batch count; the trainer owns the position (it counts the steps it took)
+      and saves it in mid-epoch checkpoints (``train.checkpoint_every``).
+
+    The training-loader interface the trainer relies on (every training loader implements
+    it: this one, :class:`~robustrain.data.MixedLoader`, the streaming loaders): iterating
+    yields ``Batch(x, y, idx)`` on the training device; ``len(loader)`` is the number of
+    batches of one epoch on this rank; ``set_epoch(epoch, start_step=0)`` selects what the
+    next iteration yields, a pure function of ``(seed, epoch, rank, world_size)`` from batch
+    ``start_step`` on; ``num_ids`` bounds the ids in ``idx``.
     * Augmentation (``augment=True``): per-sample random crop from the image zero-padded by
       ``pad`` and per-sample horizontal flip with p = 0.5 (``flip=True``). Sample ``j`` of the
       epoch's global permutation gets the same crop/flip whatever the batch size or world size.
@@ -153,6 +181,7 @@ class DeviceLoader:
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.start_step = 0
         if self.num_samples == 0 or len(self) == 0:
             raise ValueError(
                 f"no batch to yield: {ids.numel()} samples over {world_size} rank(s) with "
@@ -182,11 +211,11 @@ class DeviceLoader:
 
     # ------------------------------------------------------------------ epochs
 
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch whose order and augmentation the next iteration produces."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Selects the epoch whose order and augmentation the next iteration produces, and
+        the batch it starts at (``start_step``: the batches of that epoch already trained on,
+        skipped when a run resumes inside an epoch)."""
+        self.epoch, self.start_step = check_position(epoch, start_step, len(self))
 
     def epoch_plan(self, epoch: int | None = None) -> tuple[torch.Tensor, CropFlipParams | None]:
         """This rank's sample order (positions into the subset) and augmentation for an epoch.
@@ -216,7 +245,7 @@ class DeviceLoader:
     def __iter__(self) -> Iterator[Batch]:
         order, params = self.epoch_plan()
         total = order.shape[0]
-        for b in range(len(self)):
+        for b in range(self.start_step, len(self)):
             lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, total)
             pos = order[lo:hi]
             x = self.images.index_select(0, pos)

@@ -35,7 +35,7 @@ import torch
 
 from .augment import CropFlipParams, apply_crop_flip, sample_crop_flip
 from .batch import Batch, to_unit_float
-from .loader import DeviceLoader
+from .loader import DeviceLoader, check_position
 
 __all__ = ["MixedLoader", "MixedPlan", "mix_counts", "mixed_epoch_length"]
 
@@ -137,7 +137,9 @@ class MixedLoader:
       use, fewer repeats).
     * Deterministic: epoch ``e``'s plan is a pure function of ``(seed, e)`` (two private CPU
       generators, one for the originals + augmentation + within-batch order, one for the
-      generated rows); the global RNG is never touched. Call :meth:`set_epoch` per epoch.
+      generated rows); the global RNG is never touched. Call :meth:`set_epoch` per epoch;
+      ``set_epoch(e, start_step=k)`` resumes inside it (batches ``k, k + 1, ...`` of the same
+      plan: the training-loader interface of :class:`~robustrain.data.DeviceLoader`).
     * ``idx``: originals keep their global ids ``< original.num_ids``; generated row ``j`` has
       id ``original.num_ids + j``. :attr:`num_ids` (= ``original.num_ids + len(extra)``) is
       what methods with per-sample buffers must be sized with (the trainer passes it as
@@ -193,6 +195,7 @@ class MixedLoader:
         self.ratio = float(ratio)
         self.n_original, self.n_generated = mix_counts(original.batch_size, self.ratio)
         self.epoch = 0
+        self.start_step = 0
 
     # ---------------------------------------------------------------------- sizes
     @property
@@ -226,11 +229,10 @@ class MixedLoader:
         return mixed_epoch_length(self.original.num_subset, self.batch_size, self.world_size)
 
     # --------------------------------------------------------------------- epochs
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch whose plan the next iteration produces."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Selects the epoch whose plan the next iteration produces, from batch ``start_step``
+        on (the batches already trained on when a run resumes inside an epoch)."""
+        self.epoch, self.start_step = check_position(epoch, start_step, len(self))
 
     def epoch_plan(self, epoch: int | None = None) -> MixedPlan:
         """The whole epoch's sampling and augmentation, for all ranks (a pure function of
@@ -264,7 +266,7 @@ class MixedLoader:
     def __iter__(self) -> Iterator[Batch]:
         plan = self.epoch_plan()
         orig, bs, offset = self.original, self.batch_size, self.id_offset
-        for b in range(len(self)):
+        for b in range(self.start_step, len(self)):
             row = b * self.world_size + self.rank
             pos = plan.original[row]
             x = orig.images.index_select(0, pos)

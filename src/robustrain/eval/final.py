@@ -15,7 +15,7 @@ from typing import Any
 from robustrain.artifacts import RunDir
 from robustrain.build import Run
 from robustrain.config import Config, config_to_dict
-from robustrain.eval.robust import PROTOCOL, evaluate_checkpoint, format_table
+from robustrain.eval.robust import evaluate_checkpoint, format_table
 
 __all__ = ["SMALL_SCALE_DATA", "SMALL_SCALE_MODELS", "final_summary", "scale_note", "selection_text"]
 
@@ -64,6 +64,8 @@ def final_summary(run: Run, rd: RunDir, *, best_epoch: int, best_value: float, l
     x, y, attacks = run.test_x[:n], run.test_y[:n], list(cfg.eval.final_attacks)
     options = dict(device=run.device, batch_size=cfg.data.eval_batch_size, seed=cfg.seed, progress=progress,
                    shard=True)
+    if cfg.eval.eps is not None:
+        options["eps"] = cfg.eval.eps
     rec = evaluate_checkpoint(path, x, y, attacks, warn_flags=True, **options)
     if path == rd.last or int(rec.loaded.epoch) == last_epoch:
         rec_last = rec  # best.pt is the last epoch's checkpoint: the same weights
@@ -82,7 +84,7 @@ def final_summary(run: Run, rd: RunDir, *, best_epoch: int, best_value: float, l
         "best_epoch": best_epoch,
         "best_subset_robust_acc": best_value,
         "n_test": n,
-        "protocol": PROTOCOL,
+        "protocol": rec.result.protocol,
         "final": acc,
         "final_last": acc_last,
         "last_epoch": int(rec_last.loaded.epoch),
@@ -98,7 +100,7 @@ def final_summary(run: Run, rd: RunDir, *, best_epoch: int, best_value: float, l
         print(format_table({f"{name}, best.pt (epoch {rec.loaded.epoch})": acc,
                             f"{name}, last.pt (epoch {rec_last.loaded.epoch})": acc_last}, list(acc)))
         print(f"selection: {summary['selection']}")
-        print(f"protocol: {PROTOCOL}")
+        print(f"protocol: {summary['protocol']}")
         if note is not None:
             print(f"note: {note}")
     return summary

@@ -4,7 +4,9 @@ Evaluation is always fp32 and in eval mode (whatever the training precision), wi
 seed for the attacks' random starts, so the same checkpoint gives the same table twice.
 
 Attack names: ``natural`` (clean accuracy), the per-batch attacks of the ``ATTACKS``
-registry (``pgd20``, ``cw30``, ...) and AutoAttack through the official package: ``aa``
+registry (``pgd20``, ``cw30``, ``eot-pgd`` and ``eot-pgdSTEPSxSAMPLES`` for randomized defences,
+e.g. ``eot-pgd20x16``: every attack is scored by one ordinary forward of the model on its final
+x_adv, random for a randomized model) and AutoAttack through the official package: ``aa``
 (standard), ``aa-plus``, ``aa-rand`` and custom lists such as ``aa:apgd-ce+apgd-t`` (see
 :mod:`robustrain.attacks.autoattack`). ``eps`` and ``norm`` set the threat model: ``eps=None``
 keeps each attack's default (8/255 for Linf, 0.5 for L2); ``norm="L2"`` turns the PGD
@@ -37,7 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from robustrain.artifacts import LoadedModel, load_model
-from robustrain.attacks import ATTACKS, CW, FGSM, PGD, create_attack
+from robustrain.attacks import ATTACKS, CW, EOTPGD, FGSM, PGD, create_attack
 from robustrain.attacks.autoattack import (
     AutoAttackResult,
     AutoAttackSpec,
@@ -45,6 +47,7 @@ from robustrain.attacks.autoattack import (
     default_eps,
     parse_autoattack_name,
 )
+from robustrain.attacks.objects import parse_attack_name
 from robustrain.data import to_unit_float
 from robustrain.utils import distributed as ddp
 from robustrain.utils.runtime import fp32_eval, preserved_rng
@@ -83,7 +86,8 @@ def _build_one(name: str, eps: float | None, norm: str, overrides: Mapping[str, 
     aa = parse_autoattack_name(name, norm=norm, eps=eps)
     if aa is not None:
         return aa
-    entry = ATTACKS.entry(name)  # clear KeyError for unknown names
+    base, _ = parse_attack_name(name)  # clear KeyError for unknown names
+    entry = ATTACKS.entry(base)
     fields = {f.name for f in dataclasses.fields(entry.obj)}
     own_norm = canonical_norm(entry.meta.get("preset", {}).get("norm", "linf"))
     kw = dict(overrides)
@@ -105,7 +109,7 @@ def build_eval_attacks(
     :class:`~robustrain.attacks.autoattack.AutoAttackSpec`.
 
     Args:
-        names: ``natural``, names of the ``ATTACKS`` registry, ``aa``, ``aa-plus``,
+        names: ``natural``, names of the ``ATTACKS`` registry (and ``eot-pgdSTEPSxSAMPLES``), ``aa``, ``aa-plus``,
             ``aa-rand`` or ``aa:ATTACK+ATTACK...``.
         eps: threat-model radius; None keeps each attack's default (8/255 Linf, 0.5 L2).
         norm: ``Linf`` (default) or ``L2`` (see the module docstring).
@@ -134,6 +138,10 @@ def _describe_one(attack: Any, with_threat: bool) -> str:
     if isinstance(attack, CW):
         return (f"CW{attack.steps}: {threat}{attack.steps}-step PGD on the margin loss "
                 f"max(z_y - max_i!=y z_i, -{attack.kappa:g}), step {format_eps(attack.alpha)}")
+    if isinstance(attack, EOTPGD):
+        return (f"EOT-PGD-{attack.steps}x{attack.samples}: {threat}step {format_eps(attack.alpha)}, {attack.start} "
+                f"start, {attack.loss.upper()}, gradient averaged over {attack.samples} random forwards, "
+                "accuracy of one random forward")
     if isinstance(attack, FGSM):
         return f"FGSM: {threat}one signed-gradient step of eps, {attack.loss.upper()}"
     if isinstance(attack, PGD):

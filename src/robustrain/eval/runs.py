@@ -53,7 +53,8 @@ __all__ = [
 #: config keys that never count as a swept hyper-parameter (names, paths, devices, logging,
 #: evaluation and monitoring settings); ``--param`` can still name them.
 IGNORED_KEYS = ("name", "out_dir", "seed", "data.root", "data.download", "data.eval_batch_size",
-                "train.device", "train.tensorboard", "train.log_every")
+                "data.workers", "data.test_root", "train.device", "train.tensorboard", "train.log_every",
+                "train.checkpoint_every", "train.loggers", "train.log_artifacts", "train.tracker_project")
 _IGNORED_PREFIXES = ("eval.", "guard.")
 #: robust columns preferred for "the" robust accuracy, strongest attack first
 _ROBUST_ORDER = ("aa", "aa-plus", "pgd20", "cw30")

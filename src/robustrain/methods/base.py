@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robustrain.data.batch import Batch
+from robustrain.methods.sample_state import SampleStatePolicy
 
 __all__ = ["LossOutput", "Method", "MethodContext"]
 
@@ -49,12 +50,15 @@ class MethodContext:
         image_shape: (C, H, W) of one image.
         num_train: size of the training split N (per-sample buffers, indexed by ``Batch.idx``).
         epochs: total number of epochs of the run (schedules expressed as fractions).
+        sample_state: how per-sample tables (N x C) are stored (``train.sample_state``; the
+            default is fp32, made on the CPU and moved with the method).
     """
 
     num_classes: int
     image_shape: tuple[int, int, int]
     num_train: int
     epochs: int
+    sample_state: SampleStatePolicy = SampleStatePolicy()
 
 
 class Method(nn.Module):

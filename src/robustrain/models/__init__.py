@@ -19,7 +19,7 @@ from .ema import EMA
 from .registry import MODELS, create_model, model_params, register_model
 
 # Imported for their side effect: each module registers its architectures in MODELS.
-from . import preact_resnet, resnet, small_cnn, wide_resnet  # noqa: E402,F401  isort: skip
+from . import preact_resnet, resnet, resnet_imagenet, small_cnn, timm_backbone, wide_resnet  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "EMA",

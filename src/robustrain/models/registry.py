@@ -9,6 +9,14 @@ tests and CLI smoke runs (e.g. a depth-10 width-1 WRN), so a new entry is tested
 family's ``check`` (``check(params, prefix)``) validates its parameters without building the
 net, so :func:`check_model_params` refuses ``depth=7`` or ``width=0`` when a config is loaded.
 
+A *model family* (:data:`MODEL_FAMILIES`) names architectures of another library as
+``<prefix>:<architecture>`` (``timm:resnet50``, :mod:`robustrain.models.timm_backbone`): every
+function here accepts such a name. A family factory also takes the architecture and the image
+size (``factory(arch, num_classes, *, in_channels, activation, image_size, **params)``); its
+``check(arch, params, prefix)`` validates both, ``versions()`` says which library version built
+the model (recorded in model cards), and ``init_params`` are the parameters that only choose the
+initial weights (``pretrained``), left out when a model is rebuilt to load saved weights.
+
 Example:
     >>> import torch
     >>> from robustrain.models import create_model
@@ -21,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from robustrain.utils.checks import check_int, short_repr
@@ -31,12 +40,17 @@ from .base import Classifier, Normalize, NormalizedClassifier
 __all__ = [
     "MAX_PARAMETERS",
     "MODELS",
+    "MODEL_FAMILIES",
+    "ModelFamily",
     "check_model_params",
     "check_size",
     "create_model",
     "model_params",
     "register_model",
+    "register_model_family",
     "COMMON_PARAMS",
+    "init_params",
+    "model_versions",
 ]
 
 #: the most parameters a model may have: 4 GB of fp32 weights, well above WRN-70-16 (267M)
@@ -48,6 +62,58 @@ MODELS: Registry[ModelFactory] = Registry("model")
 
 # Arguments every factory takes; create_model owns them, so model_params leaves them out.
 COMMON_PARAMS: tuple[str, ...] = ("num_classes", "in_channels", "activation")
+# what create_model also gives a family factory
+_FAMILY_ARGS: tuple[str, ...] = ("arch", "image_size")
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """Architectures of another library, named ``<prefix>:<architecture>`` (see the module docstring)."""
+
+    factory: ModelFactory
+    check: Callable[[str, dict[str, Any], str], None]
+    versions: Callable[[], dict[str, str]] = dict
+    init_params: tuple[str, ...] = ()
+
+
+#: model families by prefix (``timm``)
+MODEL_FAMILIES: Registry[ModelFamily] = Registry("model family")
+
+
+def register_model_family(prefix: str, family: ModelFamily, *, help: str) -> None:
+    """Add a family: ``<prefix>:<architecture>`` names then work wherever a model name does."""
+    MODEL_FAMILIES.add(prefix, family, help=help)
+
+
+def _family(name: str) -> tuple[ModelFamily, str] | None:
+    """(family, architecture) of a ``<prefix>:<architecture>`` name, None for a plain model name.
+
+    Raises:
+        KeyError: an unknown prefix, or no architecture after it.
+    """
+    if ":" not in name:
+        return None
+    prefix, arch = name.split(":", 1)
+    if not arch:
+        raise KeyError(f"model {name!r} names no architecture; write {prefix}:<architecture>, e.g. timm:resnet18")
+    return MODEL_FAMILIES.get(prefix), arch
+
+
+def _factory(name: str) -> ModelFactory:
+    found = _family(name)
+    return MODELS.get(name) if found is None else found[0].factory
+
+
+def init_params(name: str) -> tuple[str, ...]:
+    """Parameters of model ``name`` that only choose its initial weights (a family's ``pretrained``)."""
+    found = _family(name)
+    return () if found is None else found[0].init_params
+
+
+def model_versions(name: str) -> dict[str, str]:
+    """The library versions that build model ``name`` (``{"timm": "1.0.31"}``), empty for robustrain's own."""
+    found = _family(name)
+    return {} if found is None else dict(found[0].versions())
 
 
 def register_model(
@@ -101,11 +167,11 @@ def model_params(name: str) -> dict[str, Any]:
         >>> model_params("wrn34_10")
         {'depth': 34, 'width': 10, 'dropout': 0.0}
     """
-    params = inspect.signature(MODELS.get(name)).parameters
+    params = inspect.signature(_factory(name)).parameters
     return {
         p.name: p.default
         for p in params.values()
-        if p.name not in COMMON_PARAMS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        if p.name not in COMMON_PARAMS + _FAMILY_ARGS and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
 
 
@@ -131,7 +197,8 @@ def check_model_params(name: str, params: dict[str, Any], *, prefix: str = "") -
         ...
         ValueError: model.depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 34, 40, ...) for a Wide ResNet, got 7; e.g. model.depth=28
     """
-    entry = MODELS.entry(name)
+    found = _family(name)
+    entry = MODELS.entry(name) if found is None else None
     valid = model_params(name)
     unknown = sorted(set(params) - set(valid) - {"activation"})
     if unknown:
@@ -143,9 +210,16 @@ def check_model_params(name: str, params: dict[str, Any], *, prefix: str = "") -
     except ValueError:
         raise ValueError(f"{prefix}activation must be one of {', '.join(sorted(ACTIVATIONS))}, "
                          f"got {short_repr(activation)}") from None
+    resolved = {**valid, **{k: v for k, v in params.items() if k != "activation"}}
+    if found is not None:
+        if activation != "relu":  # "relu" is the default every model section carries
+            raise ValueError(f"{prefix}activation does not apply to {name} (a {name.split(':')[0]} model keeps its "
+                             f"own activations); leave {prefix}activation out")
+        found[0].check(found[1], resolved, prefix)
+        return
     check = entry.meta.get("check")
     if check is not None:
-        check({**valid, **{k: v for k, v in params.items() if k != "activation"}}, prefix)
+        check(resolved, prefix)
 
 
 def check_size(key: str, estimate: float, what: str) -> None:
@@ -174,6 +248,7 @@ def create_model(
     std: Sequence[float] | None = None,
     in_channels: int = 3,
     activation: str = "relu",
+    image_size: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> NormalizedClassifier:
     """Build registered model ``name`` taking pixels in [0, 1].
@@ -191,6 +266,8 @@ def create_model(
         std: per-channel dataset standard deviation, positive.
         in_channels: image channels (1 for MNIST).
         activation: ``relu`` or ``silu``, used for every activation inside the net.
+        image_size: (H, W) of the input images; robustrain's own models take any size, a family
+            model (``timm:deit_small_patch16_224``) may be built for one.
         **kwargs: architecture parameters, see :func:`model_params` (e.g. ``depth``, ``width``).
 
     Returns:
@@ -207,7 +284,8 @@ def create_model(
         >>> model(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
-    factory = MODELS.get(name)
+    found = _family(name)
+    factory = _factory(name)
     valid = model_params(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
@@ -223,7 +301,13 @@ def create_model(
     mean_t = _check_stats("mean", mean, in_channels, 0.0)
     std_t = _check_stats("std", std, in_channels, 1.0)
 
-    backbone = factory(num_classes, in_channels=in_channels, activation=activation, **kwargs)
+    if found is not None:
+        found[0].check(found[1], {**valid, **kwargs}, "")
+        size = None if image_size is None else tuple(int(v) for v in image_size)
+        backbone = factory(found[1], num_classes, in_channels=in_channels, activation=activation, image_size=size,
+                           **kwargs)
+    else:
+        backbone = factory(num_classes, in_channels=in_channels, activation=activation, **kwargs)
     if not isinstance(backbone, Classifier):
         raise TypeError(f"model factory {name!r} returned {type(backbone).__name__}, not a Classifier")
     return NormalizedClassifier(Normalize(mean_t, std_t), backbone)

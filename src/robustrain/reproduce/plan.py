@@ -155,6 +155,42 @@ def parse_extra_data(items: list[str] | tuple[str, ...] | str | None) -> dict[st
     return out
 
 
+#: config keys (dotted) left out of :func:`config_fingerprint` while they hold the value given
+#: here: keys added after presets were pinned, at the default that trains what the preset
+#: always trained (or that do not change what is trained), so existing fingerprints, and the
+#: reproduce folders found by them, stay valid. Add new keys here; never remove one.
+FINGERPRINT_OMIT_AT_DEFAULT: dict[str, object] = {
+    # streaming datasets (issue 20): ignored by the in-memory datasets every preset uses
+    "data.image_size": 224,
+    "data.resize": 256,
+    "data.workers": 4,
+    "data.on_corrupt": "error",
+    "data.test_root": None,
+    # mid-epoch checkpoints and per-sample state storage (issue 20): checkpoint frequency does
+    # not change what is trained; ``auto`` stores small tables in fp32 exactly as before
+    "train.checkpoint_every": 0,
+    "train.sample_state": "auto",
+    # experiment trackers (issue 21): logging only (config_to_dict writes the tuple as a list)
+    "train.loggers": [],
+    "train.log_artifacts": False,
+    "train.tracker_project": "",
+    # the evaluation radius (issue 20's ImageNet presets at 4/255): null keeps each attack's own
+    "eval.eps": None,
+}
+
+
+def _omit_at_default(d: dict) -> dict:
+    """``d`` (a config dict) without the :data:`FINGERPRINT_OMIT_AT_DEFAULT` keys that hold their default."""
+    for key, default in FINGERPRINT_OMIT_AT_DEFAULT.items():
+        *parents, leaf = key.split(".")
+        node = d
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+            del node[leaf]
+    return d
+
+
 def config_fingerprint(cfg: Config) -> str:
     """A hash of everything that changes what a run trains (all but ``out_dir`` and ``name``).
 
@@ -169,7 +205,7 @@ def config_fingerprint(cfg: Config) -> str:
         >>> config_fingerprint(a) == config_fingerprint(load_config(None, ["seed=1"]))
         False
     """
-    d = config_to_dict(cfg)
+    d = _omit_at_default(config_to_dict(cfg))
     d.pop("out_dir", None)
     d.pop("name", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

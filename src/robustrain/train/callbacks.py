@@ -206,17 +206,17 @@ class BestCheckpoint(Callback):
     name = "best_checkpoint"
 
     def __init__(self, monitor: str = "pgd20", every: int = 1, epochs: int = 1, *, batch_size: int = 256,
-                 seed: int = 0, progress: bool = False) -> None:
+                 seed: int = 0, progress: bool = False, eps: float | None = None) -> None:
         self.monitor, self.every, self.epochs = monitor, every, epochs
         self.batch_size, self.seed, self.progress = batch_size, seed, progress
         self.best, self.best_epoch, self.improved = -1.0, -1, False
         # eval.attack may be natural
-        self._attacks = build_eval_attacks(list(dict.fromkeys(["natural", monitor])))
+        self._attacks = build_eval_attacks(list(dict.fromkeys(["natural", monitor])), eps=eps)
 
     @classmethod
     def from_config(cls, cfg: Config, *, progress: bool = False) -> "BestCheckpoint":
         return cls(cfg.eval.attack, cfg.eval.every, cfg.train.epochs, batch_size=cfg.data.eval_batch_size,
-                   seed=cfg.seed, progress=progress)
+                   seed=cfg.seed, progress=progress, eps=cfg.eval.eps)
 
     def update(self, acc: float, epoch: int) -> bool:
         """Record an evaluation of epoch ``epoch`` (1-based); True when it is the new best."""

@@ -4,74 +4,24 @@
 :class:`~robustrain.artifacts.RunDir` (file names are the RunDir's): ``config.yaml`` and
 ``summary.json`` atomically, and per epoch one transaction: ``last.pt`` (the commit point: it
 carries the metrics history), then ``best.pt`` as an atomic copy of it when the epoch was selected,
-then ``metrics.jsonl`` rewritten atomically from the history (optionally mirrored to TensorBoard).
+then ``metrics.jsonl`` rewritten atomically from the history, then the epochs the experiment
+trackers (``train.loggers``, :mod:`robustrain.train.trackers`) have not logged yet.
+Inside an epoch (``train.checkpoint_every``) only ``last.pt`` is replaced.
 An interruption between those steps is repaired when the run resumes
 (:meth:`robustrain.artifacts.RunDir.repair`). On other ranks it writes nothing.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from robustrain.artifacts import RunDir, read_metrics, save_checkpoint
 from robustrain.config import Config, dump_config
+from robustrain.train.trackers import TrackerRun, Trackers
+from robustrain.train.trackers.records import config_params, run_files, run_tags
 
-__all__ = ["MetricsLogger", "RunWriter", "read_metrics"]
-
-
-class MetricsLogger:
-    """Appends records to a JSON-lines file (flushed per record) and mirrors scalars to
-    TensorBoard when asked. The trainer writes ``metrics.jsonl`` through :class:`RunWriter`
-    (atomically, from the checkpoint's history) and uses this only for TensorBoard
-    (``path=None``).
-
-    Args:
-        path: the JSON-lines file (appended to), or None for TensorBoard only.
-        tensorboard_dir: folder for TensorBoard event files, or None.
-    """
-
-    def __init__(self, path: str | Path | None, tensorboard_dir: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tb = None
-        if tensorboard_dir is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise RuntimeError(
-                    "train.tensorboard=true but TensorBoard is not installed: "
-                    "pip install tensorboard, or set train.tensorboard=false"
-                ) from None
-            self._tb = SummaryWriter(str(tensorboard_dir))
-
-    def log(self, record: dict[str, Any]) -> None:
-        if self.path is not None:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record, allow_nan=True) + "\n")
-        if self._tb is not None:
-            step = record.get("step", 0)
-            for key, value in _flatten(record).items():
-                if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
-                    self._tb.add_scalar(key, value, step)
-            self._tb.flush()
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[prefix + k] = v
-    return out
+__all__ = ["RunWriter", "read_metrics"]
 
 
 class RunWriter:
@@ -82,18 +32,25 @@ class RunWriter:
         cfg: the run's config, written as ``config.yaml``.
         clear: remove a previous run's files first (``--overwrite``).
         enabled: False on DDP ranks other than 0.
+        resume: the run resumes: its trackers reopen the runs named in ``trackers.json``.
+        selection: ``Run.selection`` (how ``best.pt`` is chosen), a tag of the tracker runs.
     """
 
-    def __init__(self, run_dir: RunDir, cfg: Config, *, clear: bool = False, enabled: bool = True) -> None:
-        self.run_dir, self.enabled = run_dir, enabled
-        self.logger: MetricsLogger | None = None
+    def __init__(self, run_dir: RunDir, cfg: Config, *, clear: bool = False, enabled: bool = True,
+                 resume: bool = False, selection: Mapping[str, Any] | None = None) -> None:
+        self.run_dir, self.enabled, self.cfg = run_dir, enabled, cfg
+        self.trackers: Trackers | None = None
         if not enabled:
             return
         if clear:
             run_dir.clear()
         run_dir.path.mkdir(parents=True, exist_ok=True)
         run_dir.write_config(dump_config(cfg))
-        self.logger = MetricsLogger(None, run_dir.tensorboard if cfg.train.tensorboard else None)
+        if cfg.train.trackers:
+            self.trackers = Trackers.create(cfg.train.trackers, state_path=run_dir.trackers, resume=resume)
+            self.trackers.start(TrackerRun(
+                name=run_dir.path.name, run_dir=run_dir.path, out_dir=Path(cfg.out_dir),
+                project=cfg.train.tracker_project, params=config_params(cfg), tags=run_tags(cfg, selection)))
 
     def save(self, ckpt: dict[str, Any], history: list[dict[str, Any]], *, best: bool) -> None:
         """The epoch's transaction: ``last.pt`` (the commit point; ``ckpt`` carries ``history``),
@@ -104,18 +61,33 @@ class RunWriter:
         if best:
             self.run_dir.copy_last_to_best()
         self.run_dir.write_metrics(history)
-        self.logger.log(history[-1])
+        if self.trackers is not None:
+            self.trackers.log_history(history)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
+    def save_progress(self, ckpt: dict[str, Any]) -> None:
+        """A checkpoint written inside an epoch (``train.checkpoint_every``): ``last.pt`` only,
+        atomically; ``best.pt`` and ``metrics.jsonl`` keep the completed epochs (``ckpt``'s
+        history is theirs)."""
         if self.enabled:
-            self.run_dir.write_summary(summary)
+            save_checkpoint(ckpt, self.run_dir.last)
 
-    def close(self) -> None:
-        if self.logger is not None:
-            self.logger.close()
+    def write_summary(self, summary: dict[str, Any], history: Sequence[Mapping[str, Any]] = ()) -> None:
+        """``summary.json``, then the final table (and with ``train.log_artifacts`` the run's
+        files) to the trackers, after any epoch of ``history`` they have not logged."""
+        if not self.enabled:
+            return
+        self.run_dir.write_summary(summary)
+        if self.trackers is not None:
+            files = run_files(self.run_dir) if self.cfg.train.log_artifacts else []
+            self.trackers.log_final(summary, history, files)
+
+    def close(self, *, failed: bool = False) -> None:
+        if self.trackers is not None:
+            self.trackers.close(failed=failed)
+            self.trackers = None
 
     def __enter__(self) -> "RunWriter":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(failed=exc_type is not None)

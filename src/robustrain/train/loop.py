@@ -17,7 +17,12 @@ steps, so the step itself never waits for the host.
 Resuming (``fit(cfg, resume=True)`` / ``robustrain train --resume RUN_DIR``) restores model,
 optimiser, EMA, method state, loop state (epoch, step: the lr schedule is a pure function of
 it), callbacks' state and RNG states; data order and augmentation are functions of (seed,
-epoch), so on CPU a resumed run is bit-identical to an uninterrupted one.
+epoch), so on CPU a resumed run is bit-identical to an uninterrupted one. With
+``train.checkpoint_every=N`` ``last.pt`` is also written after every N-th step inside an epoch,
+with the epoch's progress (:class:`~robustrain.train.state.EpochProgress`: batches done, metric
+sums, per-step records); a resume from it skips the batches done in the loader's plan of that
+epoch and ends the epoch with the record an uninterrupted run writes. ``metrics.jsonl`` and
+``best.pt`` only ever get completed epochs.
 
 Under ``torchrun`` (``torchrun --nproc_per_node=N -m robustrain train ...``) the same loop
 runs data-parallel: each rank trains on its shard of every global batch through
@@ -37,7 +42,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import sys
 import time
@@ -53,11 +57,13 @@ from robustrain.build import Run, build_run
 from robustrain.config import Config, config_from_dict, config_to_dict, parse_overrides, upgrade_saved_config
 from robustrain.eval.final import final_summary, selection_text
 from robustrain.methods.at import prediction_stats
+from robustrain.methods.sample_state import describe_sample_state
 from robustrain.schedules import lr_at, momentum_at
 from robustrain.train.awp import AWP
 from robustrain.train.callbacks import BestCheckpoint, Callback, default_callbacks
 from robustrain.train.logging import RunWriter
-from robustrain.train.state import TrainState, checkpoint, restore
+from robustrain.train.state import EpochProgress, TrainState, checkpoint, restore
+from robustrain.train.trackers import check_trackers
 from robustrain.utils import distributed as ddp
 from robustrain.utils.errors import CheckpointError, ConfigError, NonFiniteLossError
 from robustrain.utils.runtime import autocast_for, fast_math
@@ -94,9 +100,15 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) ->
 
 
 def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, progress: bool = False,
-                    run_dir: Path | None = None) -> dict[str, Any]:
+                    run_dir: Path | None = None, on_step: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train epoch ``state.epoch`` (0-based), steps ``state.step`` + 0, 1, ...; the caller
     advances ``state.epoch`` and ``state.step`` once the epoch is done (``fit``'s ``_epoch``).
+
+    The epoch's progress lives in ``state.partial`` (:class:`~robustrain.train.state.EpochProgress`),
+    current after every step; ``on_step()`` runs after each step (``fit`` writes the mid-epoch
+    checkpoints of ``train.checkpoint_every`` from it). When ``state.partial`` is already set (a
+    resume from such a checkpoint) the epoch goes on from batch ``state.partial.step`` of the
+    loader's plan, with its sums and the checkpoint's RNG states.
 
     Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
     schedule, runs ``method(train_model, batch)`` under bf16 autocast when asked and TF32 on
@@ -116,22 +128,25 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     epochs, steps_per_epoch = cfg.train.epochs, len(run.loader)
     total_steps = epochs * steps_per_epoch
     t0 = time.perf_counter()
+    resumed = state.partial is not None
+    prog = state.partial if resumed else EpochProgress.start(run.device)
+    state.partial, before_s = prog, prog.elapsed_s
     run.method.set_epoch(epoch)
-    run.loader.set_epoch(epoch)
-    ddp.seed_for_rank(cfg.seed, epoch)  # DDP: per-rank attack noise, a function of the epoch
+    run.loader.set_epoch(epoch, start_step=prog.step)  # the batches done are skipped, the plan is the same
+    if not resumed:  # a resumed epoch goes on with the RNG states of its checkpoint
+        ddp.seed_for_rank(cfg.seed, epoch)  # DDP: per-rank attack noise, a function of the epoch
     run.model.train()
     awp = AWP(cfg.awp.gamma, cfg.awp.warmup) if cfg.awp.enabled else None
     if awp is not None and not awp.active(epoch):
         awp = None  # the official warm-up: no AWP before 1-based epoch awp.warmup
-    sums: dict[str, torch.Tensor] = {}  # the epoch's per-sample sums
-    interval: dict[str, torch.Tensor] = {}  # the same since the last log point
-    n_seen = torch.zeros((), device=run.device)
-    interval_n = torch.zeros((), device=run.device)
-    steps_log: list[dict[str, float]] = []
+    sums = prog.sums  # the epoch's per-sample sums
+    interval = prog.interval  # the same since the last log point
+    n_seen, interval_n = prog.n_seen, prog.interval_n
+    steps_log = prog.steps
     lr = cfg.optim.lr
-    bar = tqdm(run.loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+    bar = tqdm(run.loader, total=steps_per_epoch, initial=prog.step, desc=f"epoch {epoch + 1}/{epochs}",
                disable=not progress, leave=False, dynamic_ncols=True)
-    for i, batch in enumerate(bar):
+    for i, batch in enumerate(bar, start=prog.step):
         step = state.step + i  # 0-based global step of this batch; the lr schedule is a function of it
         lr = lr_at(cfg.schedule, step, total_steps, cfg.optim.lr)
         momentum = momentum_at(cfg.schedule, step, total_steps)
@@ -179,8 +194,12 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
             if progress:
                 bar.set_postfix(loss=f"{means['loss']:.3f}",
                                 acc=f"{(sums['acc'] / n_seen).item():.3f}", lr=f"{lr:.4f}")
+        prog.step = i + 1
+        if on_step is not None:
+            prog.elapsed_s = before_s + time.perf_counter() - t0
+            on_step()
     return {"epoch": epoch + 1, "step": state.step + steps_per_epoch, "lr": lr, "train": _means(sums, n_seen),
-            "steps": steps_log, "epoch_time_s": time.perf_counter() - t0}
+            "steps": steps_log, "epoch_time_s": before_s + time.perf_counter() - t0}
 
 
 def training_time(history: Sequence[dict[str, Any]]) -> float:
@@ -235,7 +254,7 @@ def _epoch_line(cfg: Config, record: dict[str, Any], improved: bool) -> str:
 
 #: settings ``--resume`` may change (recorded in the run): none of them changes what a
 #: checkpoint means, only how training continues
-RESUME_OVERRIDES = ("optim.lr", "train.log_every", "eval.every")
+RESUME_OVERRIDES = ("optim.lr", "train.log_every", "eval.every", "train.checkpoint_every")
 
 
 def _resume_config(saved: dict[str, Any], overrides: Sequence[str]) -> tuple[Config, list[str]]:
@@ -296,18 +315,13 @@ def fit(
         RunFolderError: ``run_dir`` cannot be created or written (checked before any work).
         NonFiniteLossError: the loss became NaN/inf (checkpoints of earlier epochs are kept).
     """
-    if cfg.train.tensorboard:
-        try:
-            importlib.import_module("torch.utils.tensorboard")
-        except ImportError:
-            raise ConfigError("train.tensorboard=true needs TensorBoard: pip install tensorboard, "
-                              "or set train.tensorboard=false") from None
     if resume_overrides and not resume:
         raise ValueError("resume_overrides apply to resume=True only")
     rd = RunDir(run_dir if run_dir else Path(cfg.out_dir) / cfg.run_name).prepare(resume=resume, overwrite=overwrite)
     applied: list[str] = []
     if resume:
         cfg, applied = _resume_config(load_checkpoint(rd.last)["config"], resume_overrides)
+    check_trackers(cfg.train.trackers)  # a tracker's missing package: one line with its install command
     # torchrun: join the process group; its rendezvous orders every rank's run-folder checks
     # above before rank 0's writes below
     ddp.init_distributed(cfg.train.device)
@@ -324,14 +338,16 @@ def fit(
         if best is None:
             raise ValueError("fit needs a BestCheckpoint among its callbacks (it selects best.pt)")
         state = TrainState()
-        with RunWriter(rd, cfg, clear=overwrite and not resume, enabled=is_main) as writer:
+        with RunWriter(rd, cfg, clear=overwrite and not resume, enabled=is_main, resume=resume,
+                       selection=run.selection) as writer:
             if ckpt is not None:
                 _restore(ckpt, run, state, callbacks, rd, best, applied, is_main=is_main, verbose=verbose)
             train_model = training_module(run, ddp_model)  # compiled lazily, on the first step
             _say(verbose, _header(cfg, rd, run))
             stopped_early: int | None = None
             while state.epoch < cfg.train.epochs:
-                record, stop = _epoch(run, state, train_model, callbacks, rd, applied, progress=progress)
+                record, stop = _epoch(run, state, train_model, callbacks, rd, applied, progress=progress,
+                                      on_step=_mid_epoch_saver(run, state, callbacks, writer))
                 writer.save(checkpoint(run, state, callbacks), state.history, best=best.improved)
                 ddp.barrier()  # DDP: the epoch's files exist on every rank's return from the epoch
                 _say(verbose, _epoch_line(cfg, record, best.improved))
@@ -344,7 +360,7 @@ def fit(
                                     last_epoch=state.epoch, verbose=verbose, progress=progress)
             summary.update(train_time_s=training_time(state.history), stopped_early=stopped_early,
                            **({"resumed_with": state.resumes} if state.resumes else {}))
-            writer.write_summary(summary)
+            writer.write_summary(summary, state.history)
     return summary
 
 
@@ -357,14 +373,16 @@ def _restore(ckpt: dict[str, Any], run: Run, state: TrainState, callbacks: list[
     if applied:
         state.resumes.append({"epoch": state.epoch, "overrides": applied})
     if is_main:
-        for line in rd.repair(state.history, best.best_epoch, state.epoch, _best_epoch_on_disk(rd)):
+        for line in rd.repair(state.history, best.best_epoch, state.epoch, _best_epoch_on_disk(rd),
+                              mid_epoch=state.partial is not None):
             print(f"robustrain: repaired {rd.path}: {line}", file=sys.stderr)
     cfg = run.cfg
     if state.epoch >= cfg.train.epochs:
         _say(verbose, f"{rd.path} already finished ({state.epoch} of {cfg.train.epochs} epochs): "
                       "nothing to train, the final table is computed again")
     else:
-        _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}"
+        inside = f", step {state.partial.step + 1}/{len(run.loader)}" if state.partial is not None else ""
+        _say(verbose, f"resuming {rd.path} at epoch {state.epoch + 1}/{cfg.train.epochs}{inside}"
                       + (f" with {', '.join(applied)}" if applied else ""))
 
 
@@ -374,18 +392,40 @@ def _header(cfg: Config, rd: RunDir, run: Run) -> str:
             f"{cfg.train.epochs} epochs x {len(run.loader)} steps, device {run.device}; "
             f"best.pt: {selection_text(cfg, run.selection)}")
     note = cfg.awp_note()
-    return line if note is None else f"{line}\nnote: {note}"
+    lines = [line] + [f"per-sample state: {text}" for text in describe_sample_state(run.method)]
+    return "\n".join(lines + ([] if note is None else [f"note: {note}"]))
+
+
+def _mid_epoch_saver(run: Run, state: TrainState, callbacks: list[Callback],
+                     writer: RunWriter) -> Callable[[], None] | None:
+    """``train.checkpoint_every=N``: after every N-th optimisation step of the run that does not
+    end an epoch (the epoch's own checkpoint follows that one), ``last.pt`` with the epoch's
+    progress (:meth:`RunWriter.save_progress`: rank 0 writes; every rank builds the checkpoint,
+    a collective under DDP). None when off."""
+    every, steps = run.cfg.train.checkpoint_every, len(run.loader)
+    if not every:
+        return None
+
+    def save() -> None:
+        done = state.partial.step
+        if done < steps and (state.step + done) % every == 0:
+            writer.save_progress(checkpoint(run, state, callbacks))
+
+    return save
 
 
 def _epoch(run: Run, state: TrainState, train_model: nn.Module, callbacks: list[Callback], rd: RunDir,
-           applied: list[str], *, progress: bool) -> tuple[dict[str, Any], bool]:
+           applied: list[str], *, progress: bool,
+           on_step: Callable[[], None] | None = None) -> tuple[dict[str, Any], bool]:
     """One epoch: train, advance the loop counters, run the callbacks; (its record, stop?).
 
     ``state.epoch`` and ``state.step`` move here and only here (the step count of the epoch is
-    the loader's length), and the record joins ``state.history``.
+    the loader's length), ``state.partial`` ends here, and the record joins ``state.history``.
     """
     t_epoch = time.perf_counter()
-    record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path)
+    before_s = state.partial.elapsed_s if state.partial is not None else 0.0  # a resumed epoch's earlier part
+    record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path, on_step=on_step)
+    state.partial = None
     state.step += len(run.loader)
     state.epoch += 1
     if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch - 1:
@@ -396,6 +436,6 @@ def _epoch(run: Run, state: TrainState, train_model: nn.Module, callbacks: list[
     for cb in callbacks:
         stop = cb.on_epoch_end(run, state, record, stopping=stop) or stop
     # the epoch's whole wall time (training, guard, selection): summed over processes by training_time
-    record["wall_time_s"] = time.perf_counter() - t_epoch
+    record["wall_time_s"] = before_s + time.perf_counter() - t_epoch
     state.history.append(record)
     return record, stop

@@ -61,6 +61,7 @@ import inspect
 import os
 import random
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,6 +72,7 @@ from robustrain.utils.errors import ConfigError
 
 __all__ = [
     "all_gather_cat",
+    "all_gather_object",
     "all_gather_indexed",
     "all_reduce_sum",
     "barrier",
@@ -275,6 +277,20 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     if is_distributed():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Every rank's picklable ``obj``, in rank order; ``[obj]`` in one process.
+
+    Example:
+        >>> all_gather_object({"a": 1})
+        [{'a': 1}]
+    """
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def all_gather_cat(t: Tensor) -> Tensor:

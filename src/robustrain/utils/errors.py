@@ -21,6 +21,7 @@ __all__ = [
     "DatasetFileError",
     "DiskFullError",
     "DownloadError",
+    "MissingExtraError",
     "NonFiniteLossError",
     "PlotDependencyError",
     "ReproduceError",
@@ -82,6 +83,19 @@ class NonFiniteLossError(RobustrainError, RuntimeError):
 
 class PlotDependencyError(RobustrainError, ImportError):
     """matplotlib (the ``plot`` extra) is not installed."""
+
+
+class MissingExtraError(RobustrainError, ImportError):
+    """An optional package (a ``pip install -e .[EXTRA]`` extra: timm, safetensors ...) is not
+    installed; the message names the install command (exit code 2: raised before any work).
+
+    Example:
+        >>> err = MissingExtraError("timm backbones need timm: pip install -e .[timm]")
+        >>> isinstance(err, ImportError), err.exit_code
+        (True, 2)
+    """
+
+    exit_code = 2
 
 
 class DownloadError(RobustrainError, OSError):

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 from typing import ContextManager, Iterator
@@ -40,6 +41,8 @@ __all__ = [
     "check_device_name",
     "fast_math",
     "fp32_eval",
+    "free_memory",
+    "host_available_memory",
     "no_tf32",
     "preserved_rng",
     "resolve_device",
@@ -97,6 +100,37 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
         return ddp.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     dev = torch.device(check_device_available(name, key))
     return ddp.local_device(dev)  # cuda -> cuda:LOCAL_RANK under torchrun
+
+
+def host_available_memory() -> int | None:
+    """Bytes of host memory available to this process: ``MemAvailable`` of ``/proc/meminfo``
+    (else free pages), divided among the processes torchrun starts on this host
+    (``LOCAL_WORLD_SIZE``); None when unknown."""
+    total = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    total = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if total is None:
+        try:
+            total = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            return None
+    return total // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device``: CUDA's free memory, the host's available memory for the CPU,
+    None when unknown (other devices)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cpu":
+        return host_available_memory()
+    return None
 
 
 def seed_everything(seed: int) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "PASS",
     "STATUSES",
     "WARN",
+    "AdaptiveResult",
     "AuditReport",
     "AuditSettings",
     "CheckResult",
@@ -93,6 +94,7 @@ class AuditSettings:
         aa_targets: target classes of APGD-T.
         square_queries: queries of the Square attack (black box).
         transfer_steps: PGD-CE steps on the surrogate of the transfer attack.
+        eot_samples: random forwards averaged per step of the EOT-PGD rerun (randomized models).
         seed: seed of every random start (and AutoAttack's).
         batch_size: images per forward / attack batch.
         thresholds: see :class:`Thresholds`.
@@ -110,6 +112,7 @@ class AuditSettings:
     aa_targets: int = 2
     square_queries: int = 500
     transfer_steps: int = 20
+    eot_samples: int = 16
     seed: int = 0
     batch_size: int = 256
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -121,7 +124,7 @@ class AuditSettings:
         if quick:
             base = dict(quick=True, sweep_factors=(0.0, 0.5, 1.0, 2.0, 8.0), sweep_steps=10, steps=50,
                         short_steps=10, restarts=2, loss_steps=20, aa_iters=25, aa_targets=1,
-                        square_queries=300, transfer_steps=10)
+                        square_queries=300, transfer_steps=10, eot_samples=8)
         base.update(overrides)
         return cls(**base)
 
@@ -135,8 +138,9 @@ class AuditSettings:
         return (f"Linf eps={self.eps:.6g}; sweep PGD-{self.sweep_steps}-CE over {len(self.sweep_radii())} radii; "
                 f"PGD-CE {self.short_steps} vs {self.steps} steps x {self.restarts} restarts (step eps/4); "
                 f"CE/CW/DLR PGD-{self.loss_steps}; APGD-CE + APGD-T ({self.aa_iters} iterations, "
-                f"{self.aa_targets} targets); Square {self.square_queries} queries; seed {self.seed}; "
-                "fp32, eval mode")
+                f"{self.aa_targets} targets); Square {self.square_queries} queries; adaptive reruns of "
+                f"PGD-{self.short_steps}: EOT x {self.eot_samples} when random, BPDA when a preprocessing is named; "
+                f"seed {self.seed}; fp32, eval mode")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -173,6 +177,50 @@ class CheckResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class AdaptiveResult:
+    """An adaptive rerun of the audit's PGD (Athalye et al. 2018; Tramer et al. 2020, "On Adaptive
+    Attacks to Adversarial Example Defenses"), triggered by a check's finding.
+
+    Both accuracies are measured the same way as ``robustrain eval``'s: the attack's final x_adv
+    classified by one ordinary forward of the model (random for a randomized model).
+
+    Attributes:
+        key: ``eot`` (the model is random) or ``bpda`` (zero / shattered gradients).
+        trigger: what was found, with its numbers.
+        baseline: the attack whose number a plain evaluation reports (``PGD-20``).
+        attack: the adaptive attack (``EOT-PGD-20x16``, ``BPDA + PGD-20``); empty when it could
+            not run.
+        reported: accuracy under ``baseline``; None when the rerun could not run.
+        adaptive: accuracy under ``attack``; None when it could not run.
+        note: what to do when it could not run (how to name the preprocessing).
+
+    Example:
+        >>> r = AdaptiveResult("eot", "outputs differ between two passes on 8 of 8 images", "PGD-20",
+        ...                    "EOT-PGD-20x16", 0.9, 0.05)
+        >>> r.line()
+        'PGD-20 reported 90.0%, adaptive 5.0% with EOT-PGD-20x16 (outputs differ between two passes on 8 of 8 images)'
+    """
+
+    key: str
+    trigger: str
+    baseline: str
+    attack: str
+    reported: float | None
+    adaptive: float | None
+    note: str = ""
+
+    def line(self) -> str:
+        """One line: "reported X%, adaptive Y%" with the attacks and the trigger, or the note."""
+        if self.reported is None or self.adaptive is None:
+            return f"{self.trigger}: {self.note}"
+        return (f"{self.baseline} reported {100 * self.reported:.1f}%, adaptive {100 * self.adaptive:.1f}% with "
+                f"{self.attack} ({self.trigger})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class AuditReport:
     """The audit: one :class:`CheckResult` per check and the overall verdict (the worst).
@@ -188,6 +236,8 @@ class AuditReport:
             accuracy after each PGD step of the first run, then after each restart).
         meta: what was audited (path, model, dataset ...), filled by the caller.
         seconds: wall time of the audit.
+        adaptive: the adaptive reruns the checks' findings triggered (:class:`AdaptiveResult`):
+            EOT-PGD for a random model, BPDA for zero gradients; empty for an honest model.
     """
 
     checks: list[CheckResult]
@@ -198,6 +248,7 @@ class AuditReport:
     curves: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    adaptive: list[AdaptiveResult] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -223,6 +274,7 @@ class AuditReport:
             "clean_accuracy": self.clean_accuracy,
             "robust_accuracy": self.robust_accuracy,
             "checks": [c.to_dict() for c in self.checks],
+            "adaptive": [r.to_dict() for r in self.adaptive],
             "settings": self.settings.to_dict(),
             "protocol": self.settings.describe(),
             "curves": self.curves,

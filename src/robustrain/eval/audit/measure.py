@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from robustrain.attacks import neg_margin_loss, pgd
 from robustrain.attacks.functional import ce_loss
 
-__all__ = ["PgdRun", "dlr_loss", "gradient_health", "pgd_run", "predict", "transfer_run"]
+__all__ = ["PgdRun", "dlr_loss", "final_run", "gradient_health", "output_randomness", "pgd_run", "predict",
+           "transfer_run"]
 
 
 def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -160,3 +161,32 @@ def gradient_health(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, seed:
             out[key].append(finite & (flat.abs().sum(1) == 0))
         out["nonfinite"].append(bad)
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def output_randomness(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
+    """Per image: do two forward passes on the same input disagree? AutoAttack's rule
+    (``check_randomized``): the L2 distance between the L2-normalised logits exceeds 1e-4, so
+    float noise of a deterministic model is not randomness."""
+    with torch.no_grad():
+        parts = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            a, b = model(xb), model(xb)
+            a, b = (v / (v.flatten(1).norm(dim=1, keepdim=True) + 1e-10) for v in (a, b))
+            parts.append((a - b).flatten(1).norm(dim=1) > 1e-4)
+    return torch.cat(parts)
+
+
+def final_run(model: nn.Module, x: Tensor, y: Tensor, attack: Callable[[Tensor, Tensor], Tensor], *,
+              batch_size: int = 256) -> Tensor:
+    """Per image: is ``attack(xb, yb)``'s final x_adv classified correctly by one forward of ``model``?
+
+    The rule of ``robustrain eval`` (not the "any iterate" rule of :func:`pgd_run`, which for a
+    random model would count every draw along the run), so an adaptive rerun and its baseline are
+    the numbers an evaluation reports.
+    """
+    parts = []
+    for start in range(0, x.shape[0], batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        parts.append(predict(model, attack(xb, yb), batch_size) == yb)
+    return torch.cat(parts)

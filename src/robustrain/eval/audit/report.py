@@ -29,6 +29,8 @@ REFERENCES = (
     "Examples\", NeurIPS 2022, arXiv:2106.09947",
     "Croce & Hein, \"Reliable evaluation of adversarial robustness with an ensemble of diverse parameter-free "
     "attacks\", ICML 2020, arXiv:2003.01690",
+    "Tramer, Carlini, Brendel, Madry, \"On Adaptive Attacks to Adversarial Example Defenses\", NeurIPS 2020, "
+    "arXiv:2002.08347",
 )
 
 
@@ -41,8 +43,10 @@ def _eps_label(v: float) -> str:
 
 
 def format_text(report: AuditReport) -> str:
-    """The console summary: one line per check, then the verdict."""
+    """The console summary: one line per check, one per adaptive rerun ("reported X%, adaptive Y%"),
+    then the verdict."""
     lines = [f"{c.status:4}  {c.key:16}  {c.reason}" for c in report.checks]
+    lines += [f"ADAPT {r.key:16}  {r.line()}" for r in report.adaptive]
     lines.append(f"clean {_pct(report.clean_accuracy)}, lowest robust accuracy at eps="
                  f"{format_eps(report.settings.eps)}: {_pct(report.robust_accuracy)} ({report.n} images, "
                  f"{report.seconds:.0f} s)")
@@ -68,6 +72,12 @@ def format_markdown(report: AuditReport) -> str:
     out.append("")
     for i, c in enumerate(report.checks, 1):
         out += [f"## {i}. {c.title}: {c.status}", "", c.reason + ".", "", f"*What it means:* {c.meaning}", ""]
+    if report.adaptive:
+        out += ["## Adaptive attacks", "",
+                "The checks found randomness or masked gradients, so PGD was rerun as the adaptive attack that "
+                "fits (EOT for randomness, BPDA for a non-differentiable preprocessing; Athalye et al. 2018). "
+                "Both numbers are one ordinary forward on the final x_adv, as `robustrain eval` reports them.", ""]
+        out += [f"- **{r.key}**: {r.line()}" for r in report.adaptive] + [""]
     eps = report.curves.get("eps")
     if eps:
         out += ["## Accuracy vs eps", "", "| eps | " + " | ".join(_eps_label(e) for e in eps["eps"]) + " |",

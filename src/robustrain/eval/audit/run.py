@@ -15,20 +15,35 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from robustrain.attacks import BPDA, eot_pgd
 from robustrain.attacks.autoattack import require_pyautoattack, run_autoattack
 from robustrain.data import to_unit_float
 from robustrain.eval.audit import checks as C
-from robustrain.eval.audit.core import AuditReport, AuditSettings, CheckResult
-from robustrain.eval.audit.measure import LOSSES, gradient_health, pgd_run, predict, transfer_run
+from robustrain.eval.audit.core import AdaptiveResult, AuditReport, AuditSettings, CheckResult
+from robustrain.eval.audit.measure import (
+    LOSSES,
+    final_run,
+    gradient_health,
+    output_randomness,
+    pgd_run,
+    predict,
+    transfer_run,
+)
 from robustrain.utils.runtime import fp32_eval, preserved_rng
 
-__all__ = ["run_audit"]
+__all__ = ["BPDA_HINT", "run_audit"]
+
+#: what the audit says when gradients are masked and no preprocessing was named (one line)
+BPDA_HINT = ("name the non-differentiable preprocessing to rerun PGD through BPDA: "
+             "run_audit(classifier, images, labels, preprocess=fn) in Python (docs/audit.md)")
+
+Transform = Callable[[Tensor], Tensor]
 
 
 def _mean(mask: Tensor) -> float:
@@ -63,6 +78,22 @@ class _Audit:
         s = self.settings
         return pgd_run(self.model, self.x, self.y, **{"eps": s.eps, "seed": s.seed, "batch_size": s.batch_size, **kw})
 
+    def add_stages(self, k: int) -> None:
+        """Stages found to be needed on the way (the adaptive reruns)."""
+        self.bar.total += k
+        self.bar.refresh()
+
+
+class _Preprocessed(nn.Module):
+    """The defence ``model(preprocess(x))`` as it is deployed: real (zero, shattered) gradients."""
+
+    def __init__(self, model: nn.Module, preprocess: Transform) -> None:
+        super().__init__()
+        self.model, self.preprocess = model, preprocess
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(self.preprocess(x))
+
 
 def run_audit(
     model: nn.Module,
@@ -74,6 +105,8 @@ def run_audit(
     use_autoattack: bool = True,
     device: torch.device | str | None = None,
     progress: bool = True,
+    preprocess: Transform | None = None,
+    approx: Transform | None = None,
 ) -> AuditReport:
     """Audit ``model``'s robustness evaluation on ``images`` (fp32, eval mode).
 
@@ -89,12 +122,27 @@ def run_audit(
             when not, checks 3, 4 and 6 say so with the install hint).
         device: where to attack (default: the model's device).
         progress: a tqdm bar over the audit's stages.
+        preprocess: the defence's non-differentiable input transformation (quantisation, JPEG,
+            thresholding), when the defence is ``model(preprocess(x))``: pass the classifier
+            behind it as ``model``. The checks audit the composition; when they find zero or
+            shattered gradients, PGD is rerun through :class:`~robustrain.attacks.BPDA` and the
+            report gives "reported X%, adaptive Y%". Without it such a finding says how to name one.
+        approx: BPDA's differentiable stand-in for ``preprocess`` in the backward pass (default:
+            the identity, straight through).
+
+    Whatever ``preprocess``: when the model is random (two forwards of the same input disagree,
+    or AutoAttack flags a randomized defence), PGD is rerun as EOT-PGD
+    (:func:`~robustrain.attacks.eot_pgd`, ``settings.eot_samples`` draws per step) and reported
+    next to the plain number in :attr:`AuditReport.adaptive`.
 
     Returns:
         :class:`AuditReport` (``meta`` is left for the caller to fill).
     """
     settings = settings or AuditSettings()
     t0 = time.perf_counter()
+    classifier = model
+    if preprocess is not None:
+        model = _Preprocessed(classifier, preprocess)
     device = torch.device(device if device is not None else next(model.parameters()).device)
     x = to_unit_float(images.detach()).to(device=device, dtype=torch.float32)
     y = labels.detach().to(device).long()
@@ -109,6 +157,7 @@ def run_audit(
     try:
         with preserved_rng(), fp32_eval(model):
             a.results["clean"] = _mean(predict(model, x, settings.batch_size) == y)
+            _randomness(a)
             _gradients(a)
             _sweep(a)
             _convergence(a)
@@ -118,6 +167,8 @@ def run_audit(
             else:
                 a.results["white_box"] = a.results["pgd_best"]
             _transfer(a, surrogate)
+            _adaptive_eot(a)
+            _adaptive_bpda(a, classifier, preprocess, approx)
     finally:
         bar.close()
     return _judge(a, surrogate is not None, use_autoattack, aa_note, seconds=time.perf_counter() - t0)
@@ -132,6 +183,11 @@ def _autoattack_available(wanted: bool) -> tuple[bool, str]:
     except ImportError:
         return False, f"pyautoattack is not installed: {C.INSTALL_HINT}"
     return True, ""
+
+
+def _randomness(a: _Audit) -> None:
+    """Do two forwards of the same images disagree (a randomized defence)? Cheap: two passes."""
+    a.results["differ"] = output_randomness(a.model, a.x, a.settings.batch_size)
 
 
 def _gradients(a: _Audit) -> None:
@@ -229,6 +285,90 @@ def _transfer(a: _Audit, surrogate: nn.Module | None) -> None:
     a.done()
 
 
+def _flags_say(a: _Audit, words: str) -> bool:
+    return any(words in f.lower() for f in a.results.get("flags") or [])
+
+
+def _random_trigger(a: _Audit) -> str:
+    """Why the model counts as random ("" when it does not)."""
+    differ, n = int(a.results["differ"].sum()), int(a.x.shape[0])
+    reasons = [f"outputs differ between two passes on {differ} of {n} images"] if differ else []
+    if _flags_say(a, "randomized"):
+        reasons.append("AutoAttack flags a randomized defence")
+    return "; ".join(reasons)
+
+
+def _masking_trigger(a: _Audit) -> str:
+    """Why the gradients count as zero or shattered ("" when they do not): check 5's rule, AutoAttack's
+    zero-gradient flag, or accuracy left at the unbounded radius (check 1)."""
+    r, th, n = a.results, a.settings.thresholds, int(a.x.shape[0])
+    health = r["health"]
+    bad = int((health["zero_clean"] | health["zero_random"] | health["nonfinite"]).sum())
+    reasons = [f"{bad} of {n} images have a zero or non-finite input gradient"] if bad / n > th.grad_pass else []
+    if _flags_say(a, "zero gradient"):
+        reasons.append("AutoAttack flags zero gradients")
+    left = r["sweep_acc"][-1]
+    if left > th.unbounded_pass + 1e-12 and round(left * n) > 1:
+        reasons.append(f"{C.pct(left)} accuracy left at the unbounded radius")
+    return "; ".join(reasons)
+
+
+def _final_accuracy(a: _Audit, attack_model: nn.Module, samples: int, seed: int) -> float:
+    """Accuracy of the audited model on the final x_adv of PGD-``short_steps`` (step eps / 4) crafted on
+    ``attack_model`` with the gradient averaged over ``samples`` forwards (1: plain PGD, bit for bit)."""
+    s = a.settings
+    generator = torch.Generator(device=a.device).manual_seed(seed)
+    torch.manual_seed(seed)  # the model's own random draws
+
+    def attack(xb: Tensor, yb: Tensor) -> Tensor:
+        return eot_pgd(attack_model, xb, yb, eps=s.eps, alpha=s.eps / 4, steps=s.short_steps, samples=samples,
+                       generator=generator)
+
+    return _mean(final_run(a.model, a.x, a.y, attack, batch_size=s.batch_size))
+
+
+def _adaptive_eot(a: _Audit) -> None:
+    """A random model: plain PGD vs EOT-PGD, same start, each scored by one ordinary forward."""
+    trigger = _random_trigger(a)
+    if not trigger:
+        return
+    s, seed = a.settings, a.settings.seed + 300
+    a.add_stages(2)
+    a.stage(f"PGD-{s.short_steps} (reported)")
+    reported = _final_accuracy(a, a.model, 1, seed)
+    a.done()
+    a.stage(f"EOT-PGD-{s.short_steps}x{s.eot_samples}")
+    adaptive = _final_accuracy(a, a.model, s.eot_samples, seed)
+    a.done()
+    a.results.setdefault("adaptive", []).append(AdaptiveResult(
+        "eot", trigger, f"PGD-{s.short_steps}", f"EOT-PGD-{s.short_steps}x{s.eot_samples}", reported, adaptive))
+
+
+def _adaptive_bpda(a: _Audit, classifier: nn.Module, preprocess: Transform | None,
+                   approx: Transform | None) -> None:
+    """Zero or shattered gradients: PGD through BPDA around the named preprocessing (with EOT when
+    the model is also random), or the one line saying how to name it."""
+    trigger = _masking_trigger(a)
+    if not trigger:
+        return
+    s, seed = a.settings, a.settings.seed + 400
+    baseline = f"PGD-{s.short_steps}"
+    if preprocess is None:
+        a.results.setdefault("adaptive", []).append(
+            AdaptiveResult("bpda", trigger, baseline, "", None, None, note=BPDA_HINT))
+        return
+    samples = s.eot_samples if _random_trigger(a) else 1
+    attack = f"BPDA + {baseline}" if samples == 1 else f"BPDA + EOT-PGD-{s.short_steps}x{samples}"
+    a.add_stages(2)
+    a.stage(f"{baseline} (reported)")
+    reported = _final_accuracy(a, a.model, 1, seed)
+    a.done()
+    a.stage(attack)
+    adaptive = _final_accuracy(a, BPDA(classifier, preprocess, approx), samples, seed)
+    a.done()
+    a.results.setdefault("adaptive", []).append(AdaptiveResult("bpda", trigger, baseline, attack, reported, adaptive))
+
+
 def _judge(a: _Audit, has_surrogate: bool, use_autoattack: bool, aa_note: str, *, seconds: float) -> AuditReport:
     """The six checks on the measurements, and the report."""
     s, r, th, n = a.settings, a.results, a.settings.thresholds, int(a.x.shape[0])
@@ -251,11 +391,13 @@ def _judge(a: _Audit, has_surrogate: bool, use_autoattack: bool, aa_note: str, *
                           n=n, thresholds=th),
         C.check_autoattack_flags(r.get("flags") if use_autoattack else None, note=aa_note),
     ]
-    robust = min([r["white_box"]] + [v for v in (square_acc, transfer_acc) if v is not None])
+    adaptive: list[AdaptiveResult] = r.get("adaptive", [])
+    robust = min([r["white_box"]] + [v for v in (square_acc, transfer_acc) if v is not None]
+                 + [v for res in adaptive for v in (res.reported, res.adaptive) if v is not None])
     curves = {
         "eps": {"eps": r["radii"], "accuracy": r["sweep_acc"]},
         "steps": {"steps": list(range(len(long.curve))), "accuracy": long.curve,
                   "restarts": r["restart_curve"], "autoattack": aa_acc, "square": square_acc},
     }
     return AuditReport(checks=checks, n=n, clean_accuracy=r["clean"], robust_accuracy=robust, settings=s,
-                       curves=curves, seconds=seconds)
+                       curves=curves, seconds=seconds, adaptive=adaptive)

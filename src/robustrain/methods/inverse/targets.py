@@ -5,6 +5,9 @@ Each inverse method HOLDS one (``self.targets``) instead of inheriting shared ma
 method keeps the epoch (``Method.set_epoch``) and passes it in, so the component has no
 schedule state of its own. Its buffers sit under ``targets.`` in the method's
 ``state_dict``; :func:`upgrade_legacy_state_dict` maps the flat keys of older checkpoints.
+The N x C tables (``momentum_p``, ``oneoff_p``) are stored as ``ctx.sample_state`` chooses
+(``train.sample_state``, :mod:`robustrain.methods.sample_state`): fp32 on the device for small
+N, bf16 or host memory at ImageNet scale; they are read as fp32 and written rounded.
 
 Example:
     >>> import torch
@@ -39,6 +42,7 @@ from robustrain.methods.inverse.ops import (
     universal_sign_step,
 )
 from robustrain.methods.losses import inverse_loss
+from robustrain.methods.sample_state import SampleStorage
 from robustrain.models.base import logits_and_features
 from robustrain.utils.distributed import all_gather_indexed, all_reduce_sum
 
@@ -89,7 +93,9 @@ class InverseTargets(nn.Module):
         oneoff_epoch: T' as a fraction of the run (with ``oneoff``).
         universal, momentum, oneoff: which buffers exist: ``z`` (C x image, init
             ``clamp(init_std_inv * randn, -eps', eps')``, drawn HERE, at construction),
-            ``momentum_p`` / ``momentum_seen`` (N x C / N), ``oneoff_p`` / ``oneoff_seen``.
+            ``momentum_p`` / ``momentum_seen`` (N x C / N), ``oneoff_p`` / ``oneoff_seen``;
+            the N x C tables in the storage of ``ctx.sample_state`` (``sample_storage`` says
+            which; one kept in host memory stays there when the module moves).
     """
 
     def __init__(
@@ -106,15 +112,34 @@ class InverseTargets(nn.Module):
         self.alpha_universal, self.alpha_inv, self.steps_inv = alpha_universal, alpha_inv, steps_inv
         self.gamma, self.momentum_start, self.oneoff_epoch = gamma, momentum_start, oneoff_epoch
         c, n = ctx.num_classes, ctx.num_train
+        #: storage of each N x C table (:mod:`robustrain.methods.sample_state`), for the run's log
+        self.sample_storage: dict[str, SampleStorage] = {}
         if universal:
             z = (init_std_inv * torch.randn(c, *tuple(ctx.image_shape))).clamp(-eps_inv, eps_inv)
             self.register_buffer("z", z)
         if momentum:
-            self.register_buffer("momentum_p", torch.zeros(n, c))
-            self.register_buffer("momentum_seen", torch.zeros(n, dtype=torch.bool))
+            self._register_table("momentum_p", "momentum_seen", "momentum targets")
         if oneoff:
-            self.register_buffer("oneoff_p", torch.zeros(n, c))
-            self.register_buffer("oneoff_seen", torch.zeros(n, dtype=torch.bool))
+            self._register_table("oneoff_p", "oneoff_seen", "one-off targets")
+
+    def _register_table(self, name: str, seen: str, what: str) -> None:
+        """An N x C table in the run's storage (refused, before any allocation, when it cannot
+        fit) and its N seen-flags on the device."""
+        policy, n = self.ctx.sample_state, self.ctx.num_train
+        storage = policy.storage(n, self.ctx.num_classes, what)
+        self.register_buffer(name, storage.allocate(policy.device))
+        self.register_buffer(seen, torch.zeros(n, dtype=torch.bool, device=policy.device))
+        self.sample_storage[name] = storage
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202
+        # tables in host memory stay there when the method moves to the device (``.to(device)``)
+        host = {k: self._buffers[k] for k, s in self.sample_storage.items() if s.host}
+        for key in host:
+            self._buffers[key] = None  # skipped by Module._apply; the key keeps its place
+        try:
+            return super()._apply(fn, recurse)
+        finally:
+            self._buffers.update(host)
 
     # ---- schedule (Python ints from the method's epoch: no tensor reads)
     @property
@@ -190,7 +215,7 @@ class InverseTargets(nn.Module):
     def momentum_target(self, idx: Tensor, p_cur: Tensor, epoch: int) -> Tensor:
         """Eq. 8 per sample at ``epoch``; stores the (detached) result in ``momentum_p``."""
         if epoch >= self.momentum_start_epoch:
-            prev = self.momentum_p[idx]
+            prev = _rows(self.momentum_p, idx)
             seen = self.momentum_seen[idx].unsqueeze(1)
             target = torch.where(seen, momentum_update(prev, p_cur, self.gamma), p_cur)
         else:
@@ -212,14 +237,20 @@ class InverseTargets(nn.Module):
             _store(self.oneoff_p, self.oneoff_seen, batch.idx, target)
             return target, None
         # after T': stored targets only; a sample never drawn at T' has none (weight 0)
-        return self.oneoff_p[batch.idx], self.oneoff_seen[batch.idx].to(self.oneoff_p.dtype)
+        return _rows(self.oneoff_p, batch.idx), self.oneoff_seen[batch.idx].to(torch.float32)
 
     def extra_repr(self) -> str:
         return ", ".join(k for k in LEGACY_KEYS if k in self._buffers)
 
 
+def _rows(buf: Tensor, idx: Tensor) -> Tensor:
+    """``buf[idx]`` as fp32 on ``idx``'s device (the same tensor for an fp32 table on the device)."""
+    return buf[idx.to(buf.device)].to(device=idx.device, dtype=torch.float32, non_blocking=True)
+
+
 def _store(buf: Tensor, seen: Tensor, idx: Tensor, rows: Tensor) -> None:
-    """``buf[idx] = rows`` and ``seen[idx] = True``; under DDP with every rank's rows."""
+    """``buf[idx] = rows`` (rounded to ``buf``'s dtype) and ``seen[idx] = True``; under DDP
+    with every rank's rows."""
     idx, rows = all_gather_indexed(idx, rows.detach().to(buf.dtype))
-    buf[idx] = rows
+    buf[idx.to(buf.device)] = rows.to(buf.device)
     seen[idx] = True
