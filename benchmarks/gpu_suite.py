@@ -17,7 +17,9 @@ was skipped and why, every number) and ``.md`` (the tables). Parts, in order:
    plus an NCCL probe (process group, all-reduce, DDP step) under torchrun.
 2. speed: full training steps of every method, interleaved rounds, medians, images/s and
    seconds per 50,000-image epoch, ratios to ``pgd_at``, for several settings (model, batch,
-   fp32/bf16, channels_last, compile) in priority order; where a target is missed, a profile
+   fp32/bf16, channels_last, compile) in priority order, with ResNet-50 at 224 px (robustrain's
+   ``resnet50`` and ``timm:resnet50``, the PGD-AT of configs/imagenet/pgd_at_resnet50.yaml: the step
+   rate ``loader_throughput.py`` sizes the data workers for); where a target is missed, a profile
    (top kernels, data-loading share, host syncs). Targets are reported, never asserted.
 3. result: the library's ``study`` table (``robustrain reproduce study``: pgd_at, trades, uiat,
    uiat_oneoff, pgd_at+awp, trades+awp) with ResNet-18 on cifar10-mini, seeds x rows for as many

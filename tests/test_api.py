@@ -32,7 +32,7 @@ SRC = Path(robustrain.__file__).parent
 PUBLIC = {
     "robustrain": {"__version__"},
     "robustrain.artifacts": {
-        "FORMAT", "LoadedModel", "ModelSpec", "RunDir", "check_dataset", "checkpoint_file", "export_model",
+        "FORMAT", "LoadedModel", "ModelSpec", "RunDir", "check_dataset", "checkpoint_file", "eval_data", "export_model",
         "load_checkpoint", "load_model", "read_export_info", "read_metrics", "save_checkpoint",
     },
     "robustrain.cli": {"build_parser", "main"},
@@ -42,7 +42,8 @@ PUBLIC = {
         "upgrade_saved_config",
     },
     "robustrain.data": {
-        "Batch", "DATASETS", "DatasetInfo", "DatasetSpec", "DeviceLoader", "Download", "MixedLoader",
+        "Batch", "DATASETS", "DatasetInfo", "DatasetSpec", "DeviceLoader", "Download", "EvalData", "EvalSplit",
+        "MixedLoader", "eval_data_info", "eval_labels", "load_eval_split",
         "download_dataset", "get_dataset_info", "load_extra_data", "load_split", "make_loaders",
         "make_synthetic", "register_dataset", "save_extra_data", "to_unit_float", "validation_split",
     },
@@ -87,7 +88,7 @@ PUBLIC = {
         "TRACKERS", "Tracker", "TrackerRun", "Trackers", "check_trackers", "register_tracker",
     },
     "robustrain.utils": {
-        "CheckpointError", "ConfigError", "DatasetFileError", "DiskFullError", "DownloadError",
+        "CheckpointError", "ConfigError", "DatasetFileError", "DiskFullError", "DownloadError", "MissingExtraError",
         "NonFiniteLossError", "PlotDependencyError", "Registry", "ReproduceError", "RobustrainError",
         "RunExistsError", "RunFolderError", "RunLockedError", "UsageError", "format_eps", "fp32_eval",
         "parse_number", "resolve_device", "seed_everything",

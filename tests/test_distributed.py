@@ -83,7 +83,7 @@ def _capture(monkeypatch_setattr):
     keep the live model and method."""
     seen: dict[str, list] = {"model": [], "method": []}
 
-    def build(spec, device="cpu"):
+    def build(spec, device="cpu", **kwargs):  # kwargs: ModelSpec.build's (initial_weights)
         seen["model"].append(_tiny_build_model(spec, device))
         return seen["model"][-1]
 
@@ -149,6 +149,35 @@ def _worker(out: Path) -> None:
     fit(load_config(None, COMMON), run_dir=out / "runs" / "resume", resume=True, progress=False,
         verbose=False)
     dump["resume"] = _state(seen)
+
+    # interrupted inside epoch 2 (7 steps an epoch; train.checkpoint_every=3 saved after run step 9,
+    # a log interval half done), every rank in the same step, then resumed (issue 20)
+    real_create = _REAL["create_method"]
+
+    def dies_at_step_11(*args, **kwargs):
+        method = real_create(*args, **kwargs)
+        forward, calls = method.forward, [0]
+
+        def forward_or_die(model, batch):
+            if calls[0] == 11:
+                raise _Stop
+            calls[0] += 1
+            return forward(model, batch)
+
+        method.forward = forward_or_die
+        return method
+
+    _REAL["create_method"] = dies_at_step_11
+    try:
+        _fit_run("resume_mid", RUNS["uiat"] + ["train.checkpoint_every=3"], out / "runs", setattr_, 32)
+    except _Stop:
+        pass
+    finally:
+        _REAL["create_method"] = real_create
+    seen = _capture(setattr_)
+    fit(load_config(None, COMMON), run_dir=out / "runs" / "resume_mid", resume=True, progress=False,
+        verbose=False)
+    dump["resume_mid"] = _state(seen)
 
     # collectives: rows of id 5 from both ranks (the last rank's wins everywhere)
     rows = torch.tensor([[rank + 1.0], [10.0 * (rank + 1)]])
@@ -327,6 +356,23 @@ def test_resume_under_ddp_continues_the_run(job):
     _assert_states_close(dumps[0]["resume"], dumps[0]["uiat"], atol=1e-6)
     records = (out / "runs" / "resume" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in records] == [1, 2]
+
+
+def test_resume_inside_an_epoch_under_ddp_continues_the_run(job):
+    # the epoch's metric sums are totalled over ranks in the checkpoint and every rank's RNG
+    # states kept; the resumed run ends as the uninterrupted one
+    out, dumps = job
+    _assert_states_close(dumps[0]["resume_mid"], dumps[0]["uiat"], atol=1e-6)
+    for part in ("model", "method"):
+        for key, value in dumps[0]["resume_mid"][part].items():
+            assert torch.equal(value, dumps[1]["resume_mid"][part][key]), f"{part}.{key}"
+    mid = [json.loads(r) for r in (out / "runs" / "resume_mid" / "metrics.jsonl").read_text().splitlines()]
+    one = [json.loads(r) for r in (out / "runs" / "uiat" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in mid] == [1, 2]
+    for a, b in zip(mid, one):
+        assert a["train"].keys() == b["train"].keys()
+        for key in a["train"]:
+            assert a["train"][key] == pytest.approx(b["train"][key], rel=1e-4, abs=1e-5), key
 
 
 def test_rank0_writes_files_one_process_reads_them(job):

@@ -61,7 +61,21 @@ def test_smoke_runs_every_part(tmp_path):
     # AWP: the ascent's one forward/backward on the adversary found at w, not a second attack
     assert rows["pgd_at+awp"]["passes"] == "12/12" and rows["trades+awp"]["passes"] == "15/14"
     assert all(r["img_per_s"] > 0 and r["s_per_50k_epoch"] > 0 for r in rep["speed"]["rows"])
-    assert len(rep["speed"]["settings"]) == 8  # fp32/bf16, channels_last, compile, two batches, WRN
+    # fp32/bf16, channels_last, compile, two batches, WRN, and the ImageNet rows: ResNet-50 (toy size)
+    # with the PGD-3 of configs/imagenet/pgd_at_resnet50.yaml, and timm's unless timm is missing
+    timm_item = items["speed setting timm:resnet50~timm:test_resnet 64px b8 bf16 cl"]
+    from robustrain.models.timm_backbone import require_timm
+    from robustrain.utils import MissingExtraError
+
+    try:
+        require_timm()
+        has_timm = True
+    except MissingExtraError:  # timm needs a torchvision this CPU torch lacks: said, not silently dropped
+        has_timm = False
+        assert timm_item["status"] == "skipped" and "timm not importable" in timm_item["note"], timm_item
+    assert len(rep["speed"]["settings"]) == 9 + has_timm
+    (r50,) = [r for r in rep["speed"]["rows"] if r["model"] == "resnet50"]
+    assert r50["method"] == "pgd_at" and r50["passes"] == "4/4" and r50["image_px"] == 64 and r50["img_per_s"] > 0
     assert {t["method"] for t in rep["speed"]["targets"]} == {"uiat", "pgd_at"}
     assert any(n.startswith("profile ") and i["status"] == "ran" for n, i in items.items())
 

@@ -57,6 +57,8 @@ SKIPPED = {
     "robustrain train data.name=imagefolder data.root=/data/imagenet": "needs an ImageNet-layout image folder",
     "robustrain data shard /data/imagenet": "needs an ImageNet-layout image folder",
     "robustrain train data.name=webdataset data.root='/data/imagenet-shards": "needs ImageNet tar shards",
+    "robustrain train --resume runs/uiat-resnet18-imagefolder-s0": "continues the ImageNet run above (resuming "
+        "inside an epoch is tested on a tiny run in test_midepoch_resume.py)",
     "torchrun ": "multi-process / multi-node launch (the DDP path is tested on CPU with gloo in test_distributed.py)",
 }
 

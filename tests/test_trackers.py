@@ -37,7 +37,8 @@ def _stop_after_first_epoch(epoch, record):
 
 @pytest.fixture(scope="module")
 def resumed_run(tmp_path_factory):
-    """A run with all three trackers (and artifacts), interrupted after epoch 1, then resumed:
+    """A run with all three trackers (and artifacts), interrupted after epoch 1, resumed, then
+    resumed once more when finished (the final table is computed again, nothing is logged twice):
     (run folder, trackers.json after epoch 1, trackers.json at the end, summary)."""
     out = tmp_path_factory.mktemp("trackers")
     with pytest.MonkeyPatch.context() as mp:
@@ -53,6 +54,7 @@ def resumed_run(tmp_path_factory):
         run_dir = out / "runs" / cfg.run_name
         first = json.loads((run_dir / "trackers.json").read_text())
         summary = fit(cfg, resume=True, progress=False, verbose=False)
+        fit(cfg, resume=True, progress=False, verbose=False)
     return run_dir, first, json.loads((run_dir / "trackers.json").read_text()), summary
 
 
@@ -61,8 +63,8 @@ def test_trackers_json_keeps_one_run_per_backend(resumed_run):
     assert list(last) == ["mlflow", "wandb", "tensorboard"]
     for name in last:
         assert first[name]["run"]["run_id"] == last[name]["run"]["run_id"], name  # the same tracker run
-        assert (first[name]["epoch"], first[name]["step"]) == (1, 8)
-        assert (last[name]["epoch"], last[name]["step"]) == (2, 16)
+        assert (first[name]["epoch"], first[name]["step"]) == (1, 8) and "final_step" not in first[name]
+        assert (last[name]["epoch"], last[name]["step"], last[name]["final_step"]) == (2, 16, 16)
 
 
 def test_mlflow_params_tags_every_step_once_and_artifacts(resumed_run):
@@ -87,6 +89,7 @@ def test_mlflow_params_tags_every_step_once_and_artifacts(resumed_run):
     assert history("eval/pgd20") == EPOCH_STEPS
     assert history("epoch_time_s") == EPOCH_STEPS and history("wall_time_s") == EPOCH_STEPS
     assert history("steps/loss") == LOG_STEPS  # the per-step records, none twice
+    assert history("final/best/natural") == [16]  # once, though the finished run was resumed again
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m.value for m in client.get_metric_history(run["run_id"], "train/loss")] == pytest.approx(
         [r["train"]["loss"] for r in metrics])
@@ -129,7 +132,7 @@ def test_wandb_offline_run_resumed_with_same_id(resumed_run):
     run_dir, _, state, summary = resumed_run
     run_id = state["wandb"]["run"]["run_id"]
     files = sorted((run_dir.parent.parent / "wandb-dir" / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
-    assert len(files) == 2  # the first process and the resumed one, one W&B run id (`wandb sync` joins them)
+    assert len(files) == 3  # the three processes, one W&B run id (`wandb sync` joins them)
     steps: dict[str, list[int]] = {}
     summaries: dict[str, float] = {}
     runs = []
@@ -139,16 +142,17 @@ def test_wandb_offline_run_resumed_with_same_id(resumed_run):
             if kind == "run":
                 runs.append(record.run)
             elif kind == "history":
-                items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+                items = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item}
                 for key in items:
                     steps.setdefault(key, []).append(items["_step"])
             elif kind == "summary":
                 summaries.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                                   for item in record.summary.update})
-    assert [r.run_id for r in runs] == [run_id, run_id] and runs[0].project == "robustrain"
+    assert [r.run_id for r in runs] == [run_id] * 3 and runs[0].project == "robustrain"
     assert "method:pgd_at" in runs[0].tags and "dataset:synthetic" in runs[0].tags
     config = {item.key: json.loads(item.value_json) for item in runs[0].config.update}
-    assert config["train.epochs"] == "2" and config["method.name"] == "pgd_at"
+    assert config["train.epochs"] == 2 and config["method.name"] == "pgd_at"
     assert steps["train/loss"] == EPOCH_STEPS
     assert steps["steps/loss"] == LOG_STEPS
     assert summaries["final/best/natural"] == pytest.approx(summary["final"]["natural"])
@@ -217,7 +221,8 @@ def test_failing_backends_are_one_warning_each_and_training_goes_on(tmp_path, mo
     tracker_warnings = [str(w.message) for w in caught if str(w.message).startswith("tracker ")]
     assert len(tracker_warnings) == 2, tracker_warnings
     assert tracker_warnings[0].startswith("tracker mlflow failed") and "training goes on" in tracker_warnings[0]
-    assert tracker_warnings[1].startswith("tracker tensorboard failed (OSError") and "No space left" in tracker_warnings[1]
+    assert tracker_warnings[1].startswith("tracker tensorboard failed (OSError")
+    assert "No space left" in tracker_warnings[1]
     assert len(calls) == 3  # off after its failure
     run_dir = tmp_path / "runs" / cfg.run_name
     assert summary["final"] and (run_dir / "summary.json").is_file() and (run_dir / "best.pt").is_file()

@@ -64,6 +64,10 @@ class Scale:
         eval_n: test images of part 3's table and part 4 (0 = all).
         result_overrides: ``--set`` overrides of part 3's runs (on top of the study's rows).
         aa_options: AutoAttack options (the smoke run cuts its iterations).
+        imagenet_models: ``(model, kwargs)`` of part 2's ImageNet rows (1000 classes, ``imagenet_px``
+            inputs, the PGD-AT of ``configs/imagenet/pgd_at_resnet50.yaml``); the loader benchmark
+            (``benchmarks/loader_throughput.py``) reads their step rate.
+        imagenet_px, imagenet_batch: input side and batch of those rows.
     """
 
     model: str
@@ -77,14 +81,22 @@ class Scale:
     eval_n: int
     result_overrides: tuple[str, ...]
     aa_options: dict = field(default_factory=dict)
+    imagenet_models: tuple[tuple[str, dict], ...] = ()
+    imagenet_px: int = 224
+    imagenet_batch: int = 256
 
 
 FULL = Scale("resnet18", {}, "wrn28_10", {}, (128, 512), 16, 3, "inductor", 0,
-             ("model=resnet18", "eval.n=256"))
+             ("model=resnet18", "eval.n=256"),
+             # the preset's one-GPU batch (its header: data.batch_size=256)
+             imagenet_models=(("resnet50", {}), ("timm:resnet50", {})), imagenet_px=224, imagenet_batch=256)
 SMOKE = Scale("small_cnn", {"width": 4}, "small_cnn", {"width": 4}, (8, 16), 4, 1, "eager", 16,
               # synthetic data (512 training images): 2 batches of 256 (cifar10-mini would need
               # batches of 2,542 for 2 batches, ~10 s per run on one CPU thread)
               ("data.name=synthetic", "model=small_cnn", "model.width=4", "data.batch_size=256", "data.drop_last=true",
                "method.steps=2", "eval.n=16", "guard.n=16"),
               {"apgd.n_iter": 2, "apgd_targeted.n_iter": 2, "apgd_targeted.n_target_classes": 1,
-               "fab.n_iter": 2, "fab.n_target_classes": 1, "square.n_queries": 5})
+               "fab.n_iter": 2, "fab.n_target_classes": 1, "square.n_queries": 5},
+              # the same two rows at toy size: ResNet-50 at 1/16 of its channels, timm's smallest ResNet
+              imagenet_models=(("resnet50", {"width": 4}), ("timm:test_resnet", {})), imagenet_px=64,
+              imagenet_batch=8)

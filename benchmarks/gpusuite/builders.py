@@ -1,26 +1,36 @@
 """The objects every part builds on the suite's device: a model, a training batch, a method
-context, a compiled model, the test images, a briefly pre-trained model."""
+context, a compiled model, the test images, a briefly pre-trained model, and the ImageNet-size
+model, batch and PGD-AT of part 2's ResNet-50 rows."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from _common import make_optimizer, train_step_fn
+from robustrain.config import CONFIG_DIR, load_config
 from robustrain.data import Batch, DeviceLoader, load_split
-from robustrain.methods import MethodContext, create_method
+from robustrain.data.streaming import IMAGENET_MEAN, IMAGENET_STD
+from robustrain.methods import Method, MethodContext, create_method
 from robustrain.models import create_model
 from robustrain.train.loop import COMPILE_OPTIONS
 
 from .suite import DATASET, Suite
 
-__all__ = ["EPOCHS", "METHOD_ROWS", "new_model", "train_batch", "method_ctx", "compile_model", "test_images", "pretrain"]
+__all__ = ["EPOCHS", "IMAGENET_CLASSES", "IMAGENET_PRESET", "METHOD_ROWS", "new_model", "train_batch", "method_ctx",
+           "compile_model", "test_images", "pretrain", "imagenet_model", "imagenet_batch", "imagenet_method"]
 
 EPOCHS = 100  # the run length methods are told in the speed rows (phases are fractions of it)
 #: the methods of the speed rows and the host-sync check: name@f = the method at fraction f of a
 #: 100-epoch run (T = 0.75, T' = 0.8); without @f: 0.9
 METHOD_ROWS = ("pgd_at", "trades", "uiat", "uiat_oneoff@0.5", "uiat_oneoff@0.9", "n_fgsm",
                "n_fgsm+uiat@0.5", "n_fgsm+uiat@0.9", "pgd_at+awp", "trades+awp")
+
+
+#: the ImageNet rows train as this preset does (its method section: PGD-3 at 4/255, bf16, channels_last)
+IMAGENET_PRESET = CONFIG_DIR / "imagenet" / "pgd_at_resnet50.yaml"
+IMAGENET_CLASSES = 1000
 
 
 def new_model(suite: Suite, name: str | None = None, kwargs: dict | None = None, seed: int = 0) -> nn.Module:
@@ -73,3 +83,25 @@ def pretrain(suite: Suite, model: nn.Module, steps: int) -> None:
                          device=suite.device)
     for _ in range(steps):
         step()
+
+
+def imagenet_model(suite: Suite, name: str, kwargs: dict, px: int, seed: int = 0) -> nn.Module:
+    """An ImageNet classifier (1000 classes, ImageNet mean/std, ``px`` x ``px`` inputs) on the device."""
+    torch.manual_seed(seed)
+    return create_model(name, IMAGENET_CLASSES, mean=IMAGENET_MEAN, std=IMAGENET_STD, image_size=(px, px),
+                        **kwargs).to(suite.device)
+
+
+def imagenet_batch(suite: Suite, batch_size: int, px: int) -> tuple[Batch, int]:
+    """cifar10-mini's first training batch upsampled (bilinear) to ``px``: the step's cost depends
+    on the shape, not on the pixels (labels stay < 10 of the 1000 classes)."""
+    batch, num_ids = train_batch(suite, batch_size)
+    x = F.interpolate(batch.x, size=(px, px), mode="bilinear", align_corners=False).clamp_(0, 1)
+    return batch._replace(x=x), num_ids
+
+
+def imagenet_method(suite: Suite, num_ids: int, px: int) -> Method:
+    """PGD-AT with the method section of :data:`IMAGENET_PRESET` (kept in step with the preset)."""
+    cfg = load_config(str(IMAGENET_PRESET))
+    ctx = MethodContext(IMAGENET_CLASSES, (3, px, px), num_ids, EPOCHS)
+    return create_method(cfg.method.name, ctx, cfg.method.params).to(suite.device)

@@ -113,6 +113,12 @@ def _speed(rep: dict[str, Any]) -> list[str]:
         p, u = rs.get("pgd_at"), rs.get("uiat")
         out.append(f"| {setting} | {fmt(p and p['img_per_s'], 0)} | {fmt(p and p['s_per_50k_epoch'], 1)} | "
                    f"{fmt(u and u['s_per_50k_epoch'], 1)} | {fmt(u and u.get('vs_pgd_at'))} |")
+    imagenet = [r for r in sp["rows"] if r.get("image_px", 32) > 32]
+    if imagenet:
+        out += ["", "ImageNet rows (" + ", ".join(sorted({f"{r['model']} at {r['image_px']} px" for r in imagenet}))
+                + "): the PGD-AT step of `configs/imagenet/pgd_at_resnet50.yaml` (PGD-3 at 4/255, bf16, "
+                "channels_last), 1000 classes; their img/s is the step rate `benchmarks/loader_throughput.py` "
+                "sizes the decoding workers for (their `s per 50k epoch` is no ImageNet epoch: 1.28M images)."]
     out += ["", "| target (reported, not asserted) | value | best setting | met |", "|---|---:|---|---|"]
     return out + [f"| {t['target']} | {t['value']:.2f} | {t['setting']} | {'yes' if t['met'] else 'NO'} |"
                   for t in sp.get("targets", [])]

@@ -3,6 +3,11 @@ settings (model, batch, fp32/bf16, channels_last, compile) of decreasing priorit
 interleaved in the same rounds; medians, images/s, seconds per 50,000-image epoch and ratios
 to ``pgd_at``. Targets are reported, never asserted; a missed one gets a profile (top kernels,
 the loader's share of a step, host syncs per step).
+
+Two ImageNet settings (ResNet-50 at 224 px: robustrain's ``resnet50`` and ``timm:resnet50``,
+skipped with the reason where timm is not importable) time the PGD-AT step of
+``configs/imagenet/pgd_at_resnet50.yaml`` (PGD-3 at 4/255, bf16, channels_last); their images/s
+is the step rate ``benchmarks/loader_throughput.py`` sizes the decoding workers for.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ from tqdm.auto import tqdm
 from _common import Row, count_passes, make_optimizer, parse_method, split_awp, sync, time_rows, train_step_fn
 from robustrain.data import DeviceLoader, load_split
 from robustrain.methods import create_method
+from robustrain.models.timm_backbone import require_timm
+from robustrain.utils import MissingExtraError
 
-from .builders import EPOCHS, METHOD_ROWS, compile_model, method_ctx, new_model, train_batch
+from .budget import FULL
+from .builders import (EPOCHS, METHOD_ROWS, compile_model, imagenet_batch, imagenet_method, imagenet_model,
+                       method_ctx, new_model, train_batch)
 from .suite import DATASET, Suite
 
-__all__ = ["EPOCH_IMAGES", "EPOCH_TARGETS", "RATIO_TARGETS", "run_speed", "settings", "targets"]
+__all__ = ["EPOCH_IMAGES", "EPOCH_TARGETS", "RATIO_TARGETS", "run_speed", "settings", "targets", "unavailable"]
 
 EPOCH_IMAGES = 50_000
 #: (row, seconds per 50,000-image epoch on one H100) and (row, reference, ratio): issue 14
@@ -45,10 +54,16 @@ def settings(suite: Suite) -> list[dict[str, Any]]:
     small, large = suite.scale.batches
     m, w = suite.scale.model, suite.scale.wrn
     few = ("pgd_at", "uiat")
+    px, ib = suite.scale.imagenet_px, suite.scale.imagenet_batch
+    # ImageNet: the preset's PGD-AT step (bf16, channels_last), after the three all-method settings
+    imagenet = [dict(model=name, kwargs=kw, batch=ib, bf16=True, cl=True, compile=False, methods=("pgd_at",),
+                     px=px, stands_for=FULL.imagenet_models[i][0])
+                for i, (name, kw) in enumerate(suite.scale.imagenet_models)]
     out = [
         dict(model=m, batch=small, bf16=False, cl=False, compile=False, methods=METHOD_ROWS),
         dict(model=m, batch=small, bf16=True, cl=False, compile=False, methods=METHOD_ROWS),
         dict(model=m, batch=large, bf16=True, cl=False, compile=False, methods=METHOD_ROWS),
+        *imagenet,
         dict(model=m, batch=small, bf16=True, cl=True, compile=False, methods=few),
         dict(model=m, batch=small, bf16=False, cl=False, compile=True, methods=few),
         dict(model=m, batch=large, bf16=False, cl=False, compile=False, methods=few),
@@ -56,9 +71,12 @@ def settings(suite: Suite) -> list[dict[str, Any]]:
         dict(model=w, batch=small, bf16=True, cl=False, compile=False, methods=few, wrn=True),
     ]
     for s in out:
-        name = "wrn28_10" if s.get("wrn") else "resnet18"
+        name = s.get("stands_for") or ("wrn28_10" if s.get("wrn") else "resnet18")
         shown = name if not suite.smoke else f"{name}~{s['model']}"
-        s["label"] = (f"{shown} b{s['batch']} {'bf16' if s['bf16'] else 'fp32'}"
+        s.setdefault("stands_for", name)
+        s.setdefault("px", suite.info.image_shape[-1])
+        size = f" {s['px']}px" if "kwargs" in s else ""
+        s["label"] = (f"{shown}{size} b{s['batch']} {'bf16' if s['bf16'] else 'fp32'}"
                       f"{' cl' if s['cl'] else ''}{' compiled' if s['compile'] else ''}")
     return out
 
@@ -67,8 +85,11 @@ def run_speed(suite: Suite) -> None:
     """Warm up every setting that fits, time the rows in interleaved rounds, check the targets."""
     warmed = _Warmed()
     for s in tqdm(settings(suite), desc="speed: warm-up", leave=False, disable=None):
-        est = (60 if s["compile"] else 5) if not suite.smoke else 1
-        if suite.fits(f"speed setting {s['label']}", est):
+        est = (60 if s["compile"] else 10 if "kwargs" in s else 5) if not suite.smoke else 1
+        why = unavailable(s["model"])
+        if why:
+            suite.skip(f"speed setting {s['label']}", why)
+        elif suite.fits(f"speed setting {s['label']}", est):
             _warm_up(suite, s, warmed)
     if not warmed.rows:
         return
@@ -79,14 +100,29 @@ def run_speed(suite: Suite) -> None:
         _profile(suite, missed, warmed)
 
 
+def unavailable(model: str) -> str | None:
+    """Why ``model`` cannot be built here (a ``timm:`` model without an importable timm), else None."""
+    if not model.startswith("timm:"):
+        return None
+    try:
+        require_timm()
+    except MissingExtraError as e:
+        return f"timm not importable: {e}"
+    return None
+
+
 def _warm_up(suite: Suite, s: dict[str, Any], warmed: _Warmed) -> None:
     """Build one setting's rows and run each twice (compile / autotune, then one call as the estimate)."""
     name = f"speed setting {s['label']}"
     t0 = time.perf_counter()
     try:
-        kwargs = suite.scale.wrn_kwargs if s.get("wrn") else suite.scale.model_kwargs
-        model = new_model(suite, s["model"], kwargs)
-        batch, num_ids = train_batch(suite, s["batch"])
+        if "kwargs" in s:  # an ImageNet setting: 1000 classes, px x px inputs, the preset's PGD-AT
+            model = imagenet_model(suite, s["model"], s["kwargs"], s["px"])
+            batch, num_ids = imagenet_batch(suite, s["batch"], s["px"])
+        else:
+            kwargs = suite.scale.wrn_kwargs if s.get("wrn") else suite.scale.model_kwargs
+            model = new_model(suite, s["model"], kwargs)
+            batch, num_ids = train_batch(suite, s["batch"])
         if s["cl"]:
             model = model.to(memory_format=torch.channels_last)
             batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
@@ -96,7 +132,8 @@ def _warm_up(suite: Suite, s: dict[str, Any], warmed: _Warmed) -> None:
         for spec in s["methods"]:
             method_name, frac = parse_method(spec, 0.9)
             base, awp = split_awp(method_name)
-            method = create_method(base, method_ctx(suite, num_ids)).to(suite.device)
+            method = (imagenet_method(suite, num_ids, s["px"]) if "kwargs" in s
+                      else create_method(base, method_ctx(suite, num_ids)).to(suite.device))
             method.set_epoch(int(frac * EPOCHS))
             fwd, bwd = count_passes(method, model, batch, awp)
             label = f"{s['label']} | {spec}"
@@ -108,7 +145,8 @@ def _warm_up(suite: Suite, s: dict[str, Any], warmed: _Warmed) -> None:
                 row.run()
                 sync(suite.device)
             warmed.estimate[label] = time.perf_counter() - t1
-            warmed.meta[label] = {"setting": s["label"], "method": spec, "batch": s["batch"]}
+            warmed.meta[label] = {"setting": s["label"], "method": spec, "batch": s["batch"],
+                                  "model": s["stands_for"], "image_px": s["px"]}
             new_rows.append(row)
     except Exception as e:
         suite.error(name, e)
@@ -162,7 +200,7 @@ def _time(suite: Suite, warmed: _Warmed) -> list[dict[str, Any]]:
 def targets(suite: Suite, table: list[dict]) -> list[dict]:
     """Each target against the fastest measured setting of the main model at the small batch."""
     small = suite.scale.batches[0]
-    cand = [r for r in table if r["batch"] == small and not r["setting"].startswith("wrn")]
+    cand = [r for r in table if r["batch"] == small and r["model"] == FULL.model]
     out = []
 
     def best(method):

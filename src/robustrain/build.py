@@ -32,7 +32,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
@@ -41,8 +41,9 @@ from torch import nn
 from robustrain.artifacts import ModelSpec
 from robustrain.config import Config
 from robustrain.data import (
-    DeviceLoader, MixedLoader, get_dataset_info, load_extra_data, load_split, validation_split,
+    DeviceLoader, EvalData, MixedLoader, get_dataset_info, load_extra_data, load_split, validation_split,
 )
+from robustrain.data.evaluation import decode_test_images
 from robustrain.data.info import DatasetInfo
 from robustrain.data.split import SPLIT_SEED, ValidationSplit, default_val_n
 from robustrain.data.streaming import (
@@ -224,8 +225,8 @@ def _streaming_data(cfg: Config, device: torch.device) -> _Data:
     eval_x, eval_y, _ = decode_images(train_src, split.val_ids[: min(cfg.eval.n, val_n)], **views)
     guard_x, guard_y, _ = decode_images(train_src, split.train_ids[: min(cfg.guard.n, int(split.train_ids.shape[0]))],
                                         **views)
-    n_test = min(cfg.eval.final_n or len(test_src), len(test_src))
-    test_x, test_y, _ = decode_images(test_src, torch.arange(n_test), **views)
+    # the first eval.final_n test images, decoded as `robustrain eval` decodes them (the same pixels)
+    test_x, test_y = decode_test_images(test_src, cfg.eval.final_n or None, EvalData.from_section(asdict(d)))
     loader = StreamingLoader(
         train_src, d.batch_size, train=d.augment, image_size=d.image_size, resize=d.resize, shuffle=True,
         drop_last=d.drop_last, seed=cfg.seed, indices=split.train_ids, rank=ddp.get_rank(),

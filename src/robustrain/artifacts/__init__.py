@@ -14,7 +14,7 @@ in :mod:`robustrain.utils.errors`.
 
 from robustrain.artifacts.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from robustrain.artifacts.export import export_model
-from robustrain.artifacts.loading import LoadedModel, check_dataset, load_model
+from robustrain.artifacts.loading import LoadedModel, check_dataset, eval_data, load_model
 from robustrain.artifacts.model_card import ModelSpec, read_export_info
 from robustrain.artifacts.run_dir import RunDir, checkpoint_file, read_metrics
 
@@ -24,6 +24,7 @@ __all__ = [
     "ModelSpec",
     "RunDir",
     "check_dataset",
+    "eval_data",
     "checkpoint_file",
     "export_model",
     "load_checkpoint",

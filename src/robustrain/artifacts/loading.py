@@ -9,7 +9,9 @@ checkpoints written before it existed: from their config dict). Files written by
 ``robustrain export`` (a plain state_dict ``OUT.pt`` or ``OUT.safetensors`` plus its model card ``OUT.json``, see
 :mod:`robustrain.artifacts.export`) are rebuilt from the card. Nothing here needs a Config or
 the trainer.
-:func:`check_dataset` says whether a loaded model can be evaluated on a given dataset.
+:func:`eval_data` says which test data a loaded model is evaluated on (the data section of its
+saved config, for streaming datasets too) and :func:`check_dataset` whether it can be evaluated
+on a given dataset.
 
 Example:
     >>> import tempfile, torch
@@ -37,11 +39,11 @@ from torch import nn
 from robustrain.artifacts.checkpoint import load_checkpoint
 from robustrain.artifacts.model_card import ModelSpec, export_info_path, read_export_info
 from robustrain.artifacts.weights_file import decode_weights, require_safetensors, weights_format
-from robustrain.data import get_dataset_info
+from robustrain.data import EvalData, eval_data_info
 from robustrain.models.registry import model_versions
 from robustrain.utils.errors import CheckpointError
 
-__all__ = ["LoadedModel", "check_dataset", "load_model"]
+__all__ = ["LoadedModel", "check_dataset", "eval_data", "load_model"]
 
 
 @dataclass
@@ -232,15 +234,52 @@ def _load_exported(path: Path, state: dict[str, torch.Tensor], device: torch.dev
     )
 
 
-def check_dataset(loaded: LoadedModel, dataset: str) -> Any:
+def eval_data(loaded: LoadedModel, dataset: str | None = None, data_root: str | None = None, *,
+              download: bool = False) -> EvalData:
+    """The test data ``loaded`` is evaluated on: its saved config's data section (for a streaming
+    dataset: folder, test split and evaluation view), with ``dataset`` (``--dataset``) and
+    ``data_root`` (``--data-root``: the folder moved) applied.
+
+    An export's card keeps the run's config: its evaluation view is used, never its folders
+    (paths of the training machine), so a streaming export needs ``data_root``; without a saved
+    view the image size is the model's (its card's ``image_shape``).
+
+    Example:
+        >>> import torch
+        >>> from robustrain.models import create_model
+        >>> m = LoadedModel(create_model("small_cnn", 10, width=4), "imagefolder", 10, (0.0,) * 3, (1.0,) * 3,
+        ...                 "model", config={"data": {"name": "imagefolder", "root": "/old", "image_size": 32,
+        ...                                           "resize": 32}}, meta={"image_shape": (3, 32, 32)})
+        >>> d = eval_data(m, data_root="/new")
+        >>> d.name, d.root, d.image_size, d.resize
+        ('imagefolder', '/new', 32, 32)
+    """
+    if loaded.config is not None:
+        section = loaded.config.get("data") or {}
+    else:  # an export: the card's config, without the training machine's folders
+        card_config = (loaded.meta.get("card") or {}).get("config") or {}
+        section = {k: v for k, v in (card_config.get("data") or {}).items() if k not in ("root", "test_root")}
+        section.setdefault("name", loaded.dataset)
+    section = {**section, "name": section.get("name") or loaded.dataset}
+    return EvalData.from_section(section, name=dataset, root=data_root, image_shape=loaded.meta.get("image_shape"),
+                                 download=download)
+
+
+def check_dataset(loaded: LoadedModel, dataset: str | EvalData) -> Any:
     """The :class:`~robustrain.data.DatasetInfo` of ``dataset`` if ``loaded`` can be evaluated
     on it, else ValueError with one line naming both.
 
-    The class count and the image shape must match. The normalisation need not: every
+    ``dataset`` is a name (a streaming one is found through the model's saved config,
+    :func:`eval_data`) or an :class:`~robustrain.data.EvalData`. The class count and the image
+    shape must match. The normalisation need not: every
     robustrain model (checkpoint or export) carries its own ``Normalize`` front end in its
     weights and takes [0, 1] pixels, so it applies the statistics it was trained with
     whatever dataset the pixels come from; :func:`load_model` already refuses an export
     whose card disagrees with the normalisation inside its weights.
+
+    Raises:
+        ValueError: an unknown dataset, or another class count or image shape.
+        DatasetFileError: a streaming dataset's folder is missing (one line naming ``--data-root``).
 
     Example:
         >>> import torch
@@ -254,8 +293,10 @@ def check_dataset(loaded: LoadedModel, dataset: str) -> Any:
         ...
         ValueError: the model has 10 classes (trained on synthetic) but cifar100 has 100; evaluate it on a 10-class dataset (--dataset synthetic)
     """
+    data = eval_data(loaded, dataset) if isinstance(dataset, str) else dataset
+    dataset = data.name
     try:
-        info = get_dataset_info(dataset)
+        info = eval_data_info(data)
     except KeyError as e:
         raise ValueError(f"{e.args[0]}") from None
     if info.num_classes != loaded.num_classes:

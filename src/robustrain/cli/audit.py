@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from robustrain.cli._options import device_option, require_writable
-from robustrain.utils.errors import UsageError
+from robustrain.utils.errors import DatasetFileError, UsageError
 
 __all__ = ["add_parser", "run"]
 
@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a.add_argument("checkpoint",
                    help="a best.pt / last.pt written by `robustrain train`, a run folder (its best.pt, else "
                         "last.pt), or OUT.pt / OUT.safetensors of `robustrain export`")
-    a.add_argument("--n", type=int, default=256, help="audit the first N test images (default: %(default)s)")
+    a.add_argument("--n", type=int, default=256, help="audit the first N test images (default: %(default)s; on an "
+                   "image folder or shards only these are decoded)")
     a.add_argument("--eps", default="8/255", help="Linf radius under audit, e.g. 8/255 (default: %(default)s)")
     a.add_argument("--quick", action="store_true",
                    help="a cheaper subset: fewer radii, steps, restarts, APGD iterations and Square queries")
@@ -87,8 +88,8 @@ def _out_base(out: str | None, ckpt: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustrain.artifacts import check_dataset, load_model
-    from robustrain.data import load_split
+    from robustrain.artifacts import check_dataset, eval_data, load_model
+    from robustrain.data import load_eval_split
     from robustrain.eval.audit import AuditSettings, format_text, run_audit, write_report
     from robustrain.utils.units import format_eps, parse_number
 
@@ -107,19 +108,20 @@ def run(args: argparse.Namespace) -> int:
         require_writable(base.with_name(base.name + suffix), "--out")
 
     info = load_model(ckpt, device, ema=not args.no_ema)
+    # the saved config's test data (a streaming run's folder and evaluation view too); --data-root: it moved
+    data = eval_data(info, data_root=args.data_root, download=args.download)
     surrogate = None
     if surrogate_path is not None:
         sur = load_model(surrogate_path, device)
         try:
-            check_dataset(sur, info.dataset)
+            check_dataset(sur, data)
+        except DatasetFileError:  # missing files: exit 1, not a usage error
+            raise
         except ValueError as e:
             raise UsageError(f"--surrogate {surrogate_path} cannot attack {info.dataset}: {e}") from None
         surrogate = sur.model
-    root = args.data_root
-    if root is None and info.config is not None:
-        root = (info.config.get("data") or {}).get("root")
-    x, y = load_split(info.dataset, "test", root=root, download=args.download)
-    n = min(args.n, x.shape[0])
+    x, y, _ = load_eval_split(data, args.n)  # a streaming dataset: only these n images are decoded
+    n = int(x.shape[0])
     settings = AuditSettings.for_mode(args.quick, eps=eps, seed=args.seed, batch_size=args.batch_size)
     print(f"auditing {ckpt} ({info.meta.get('method')} / {info.meta.get('model')}, {info.weights} weights) on "
           f"{n} {info.dataset} test images, Linf eps={format_eps(eps)}{', --quick' if args.quick else ''}",

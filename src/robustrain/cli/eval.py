@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "last.pt), or OUT.pt / OUT.safetensors of `robustrain export`")
     e.add_argument("--attacks", default="natural,pgd20,cw30,aa",
                    help="comma-separated attack names (default: %(default)s, the DESIGN.md protocol)")
-    e.add_argument("--n", type=int, default=None, help="evaluate the first N test images (default: all)")
+    e.add_argument("--n", type=int, default=None, help="evaluate the first N test images (default: all; on an image "
+                   "folder or shards only these N are decoded)")
     e.add_argument("--eps", default=None,
                    help="threat-model radius, e.g. 8/255 or 0.031 (default: 8/255 for Linf, 0.5 for L2)")
     e.add_argument("--norm", default="Linf", choices=["Linf", "L2"],
@@ -51,7 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "count and image shape must match, the model keeps its own normalisation")
     e.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default: %(default)s)")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    e.add_argument("--data-root", default=None, help="dataset folder if it moved since training")
+    e.add_argument("--data-root", default=None,
+                   help="dataset folder (or shard pattern) if it moved since training; an export of a model trained "
+                        "on imagefolder / webdataset needs it")
     e.add_argument("--download", action="store_true", help="fetch the test files if missing (needs internet)")
     e.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default: 0)")
     e.add_argument("--no-ema", action="store_true", help="evaluate the raw weights even when EMA weights exist")

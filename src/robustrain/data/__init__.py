@@ -28,6 +28,7 @@ from .synthetic import make_synthetic
 from .split import validation_split
 from .mixed_loader import MixedLoader
 from .npz import load_extra_data, save_extra_data
+from .evaluation import EvalData, EvalSplit, eval_data_info, eval_labels, load_eval_split
 
 __all__ = [
     "Batch",
@@ -47,4 +48,9 @@ __all__ = [
     "MixedLoader",
     "load_extra_data",
     "save_extra_data",
+    "EvalData",
+    "EvalSplit",
+    "eval_data_info",
+    "eval_labels",
+    "load_eval_split",
 ]

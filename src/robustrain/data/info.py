@@ -23,7 +23,9 @@ class DatasetInfo:
         image_shape: ``(C, H, W)`` of one image.
         mean, std: per-channel statistics of the training pixels in [0, 1]. Only the model's
             ``Normalize`` front end reads them (contract 1: the data stays in [0, 1]).
-        train_size, test_size: number of images in each split.
+        train_size, test_size: number of images in each split (``train_size`` 0: not counted,
+            for a streaming dataset opened to evaluate a saved model, whose training images are
+            not listed: :func:`robustrain.data.evaluation.eval_data_info`).
         class_names: one name per label, or ``None`` when the classes have no names.
         source: where the files come from (official URL, or "packaged"/"generated").
         files: the expected files as ``(relative path, md5)`` pairs (empty for generated data).
@@ -64,8 +66,8 @@ class DatasetInfo:
             raise ValueError(
                 f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes"
             )
-        if self.train_size <= 0 or self.test_size <= 0:
-            raise ValueError(f"{self.name}: split sizes must be positive")
+        if self.train_size < 0 or self.test_size <= 0:
+            raise ValueError(f"{self.name}: split sizes must be positive (train_size 0: not counted)")
         if self.aug_pad < 0:
             raise ValueError(f"{self.name}: aug_pad must be >= 0, got {self.aug_pad}")
 

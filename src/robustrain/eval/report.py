@@ -22,13 +22,13 @@ import yaml
 
 from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.config import config_from_dict, dump_config, upgrade_saved_config
-from robustrain.data import get_dataset_info
+from robustrain.data import EvalData, eval_data_info
 from robustrain.eval.figures.curves import curves_figure
 from robustrain.eval.figures.perturbations import perturbation_figure, universal_perturbations
 from robustrain.eval.plots import require_matplotlib
 from robustrain.eval.robust import format_table
 from robustrain.eval.runs import load_run
-from robustrain.utils.errors import PlotDependencyError, UsageError
+from robustrain.utils.errors import DatasetFileError, PlotDependencyError, UsageError
 from robustrain.utils.fileio import unwritable_reason, write_atomic
 
 __all__ = ["write_report", "metrics_table", "final_table"]
@@ -116,9 +116,9 @@ def _has_universal_perturbations(checkpoint: Path) -> bool:
         return False
     ckpt = load_checkpoint(checkpoint)  # a damaged checkpoint: one CheckpointError naming it
     config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
-    try:  # the dataset as the checkpoint wrote it, whatever schema its config follows
-        info = get_dataset_info(str((config.get("data") or {}).get("name")))
-    except KeyError:
+    try:  # the dataset as the checkpoint wrote it, whatever schema its config follows (streaming ones too)
+        info = eval_data_info(EvalData.from_section(config.get("data") or {}))
+    except (KeyError, DatasetFileError):  # an unknown dataset, or a streaming folder that is gone: no figure
         return False
     try:
         universal_perturbations(ckpt.get("method") or {}, info.num_classes, tuple(info.image_shape))

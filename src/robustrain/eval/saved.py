@@ -35,12 +35,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from robustrain.artifacts import check_dataset, checkpoint_file, load_model
+from robustrain.artifacts import check_dataset, checkpoint_file, eval_data, load_model
 from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, parse_autoattack_name
-from robustrain.data import load_split
+from robustrain.data import load_eval_split
 from robustrain.eval.records import eval_record_path
 from robustrain.eval.robust import Attack, EvalRecord, evaluate_checkpoint
-from robustrain.utils.errors import CheckpointError, UsageError
+from robustrain.utils.errors import CheckpointError, DatasetFileError, UsageError
 from robustrain.utils.fileio import write_json
 
 __all__ = ["EvalFiles", "SavedEvaluation", "eval_files", "evaluate_saved"]
@@ -122,10 +122,13 @@ def evaluate_saved(files: EvalFiles, attacks: Mapping[str, Attack | None], *, no
         files: from :func:`eval_files` (their folders must be writable).
         attacks: built attacks by name (:func:`~robustrain.eval.build_eval_attacks`), with the
             ``norm`` and ``eps`` they were built with (recorded).
-        n: the first ``n`` test images (default all).
+        n: the first ``n`` test images (default all). On a streaming dataset (``imagefolder``,
+            ``webdataset``) only these are decoded, with the run's evaluation view: the default
+            decodes the whole test split (50,000 JPEGs on ImageNet), so give ``n`` for a quick look.
         dataset: evaluate on this dataset's test split (default: the one trained on; same classes
             and image shape required).
-        data_root: the dataset folder (default: the one in the saved config, for its own dataset).
+        data_root: the dataset folder (default: the one in the saved config, for its own dataset);
+            replaces the saved one when the folder moved (an export of a streaming model needs it).
         download: fetch missing test files.
         device, ema, batch_size, seed, progress, aa_verbose: as :func:`~robustrain.eval.evaluate_checkpoint`.
         notify: called with one line once the model and data are loaded and AutoAttack is about to
@@ -134,19 +137,21 @@ def evaluate_saved(files: EvalFiles, attacks: Mapping[str, Attack | None], *, no
     Raises:
         CheckpointError: a corrupt or foreign file.
         UsageError: ``dataset`` does not match the model's classes or image shape (a ValueError).
-        DatasetFileError: the test files are missing.
+        DatasetFileError: the test files are missing; a streaming folder moved (one line naming ``--data-root``).
     """
     loaded = load_model(files.checkpoint, device, ema=ema)
+    # the test data of the saved config (a streaming run's folder and evaluation view too)
+    data = eval_data(loaded, dataset, data_root, download=download)
     try:
-        check_dataset(loaded, dataset or loaded.dataset)
+        check_dataset(loaded, data)
+    except DatasetFileError:  # missing files (a moved folder): exit 1 as everywhere, not a usage error
+        raise
     except ValueError as e:  # exit 2 from the CLI: the user's choice of dataset
         raise UsageError(f"--dataset {dataset}: {e}" if dataset else str(e)) from None
-    dataset = dataset or loaded.dataset
-    root = data_root
-    if root is None and loaded.config is not None and dataset == loaded.dataset:
-        root = (loaded.config.get("data") or {}).get("root")
-    x, y = load_split(dataset, "test", root=root, download=download)
-    n = x.shape[0] if n is None else min(n, x.shape[0])
+    dataset = data.name
+    split = load_eval_split(data, n)  # a streaming dataset: only these n images are decoded
+    x, y = split.x, split.y
+    n = int(x.shape[0])
     uses_aa = any(isinstance(a, AutoAttackSpec) for a in attacks.values())
     if uses_aa and notify is not None:
         notify(f"AutoAttack: state in {files.aa_state} (rerun the same command to continue an interrupted run), "

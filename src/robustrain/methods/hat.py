@@ -36,7 +36,6 @@ import torch
 from torch import Tensor, nn
 
 from robustrain.artifacts import load_model
-from robustrain.data import get_dataset_info
 from robustrain.utils.checks import check_nonnegative
 from robustrain.utils.errors import CheckpointError
 from robustrain.data.batch import Batch
@@ -87,7 +86,9 @@ def load_helper(path: str | Path | nn.Module, ctx: MethodContext) -> nn.Module:
             f"name=helper` (same dataset) and set method.helper=runs/helper/last.pt"
         )
     loaded = load_model(path)
-    shape = tuple(get_dataset_info(loaded.dataset).image_shape)
+    # the helper's own input shape (its model card): no dataset lookup, so a helper trained on a
+    # streaming dataset (imagefolder, webdataset: not in the registry) is checked the same way
+    shape = tuple(loaded.meta.get("image_shape") or (loaded.spec.image_shape if loaded.spec else ()))
     if loaded.num_classes != ctx.num_classes or shape != tuple(ctx.image_shape):
         raise CheckpointError(
             f"HAT helper {path} was trained on {loaded.dataset} ({loaded.num_classes} classes, images "

@@ -4,7 +4,9 @@
 * :mod:`~robustrain.train.state` — :class:`TrainState` (epoch, step) and the run's checkpoint;
 * :mod:`~robustrain.train.callbacks` — :class:`OverfitGuard` and :class:`BestCheckpoint`, each
   with its own checkpointed state;
-* :mod:`~robustrain.train.logging` — :class:`RunWriter` (rank 0's files) and the metrics log.
+* :mod:`~robustrain.train.logging` — :class:`RunWriter` (rank 0's files) and the metrics log;
+* :mod:`~robustrain.train.trackers` — experiment trackers (TensorBoard, W&B, MLflow) behind one
+  interface, fed by the RunWriter (``train.loggers``).
 
 The pieces the loop is built from live lower down and are imported from there:
 ``build_model``/``build_run`` in :mod:`robustrain.build`, checkpoints in

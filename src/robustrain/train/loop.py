@@ -108,7 +108,8 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
     current after every step; ``on_step()`` runs after each step (``fit`` writes the mid-epoch
     checkpoints of ``train.checkpoint_every`` from it). When ``state.partial`` is already set (a
     resume from such a checkpoint) the epoch goes on from batch ``state.partial.step`` of the
-    loader's plan, with its sums and the checkpoint's RNG states.
+    loader's plan, with its sums and the checkpoint's RNG states. A completed epoch leaves
+    ``state.partial`` None.
 
     Sets the method's and the loader's epoch and each step's lr (and cyclic momentum) from the
     schedule, runs ``method(train_model, batch)`` under bf16 autocast when asked and TF32 on
@@ -198,6 +199,7 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
         if on_step is not None:
             prog.elapsed_s = before_s + time.perf_counter() - t0
             on_step()
+    state.partial = None  # the epoch is complete: its progress is the record
     return {"epoch": epoch + 1, "step": state.step + steps_per_epoch, "lr": lr, "train": _means(sums, n_seen),
             "steps": steps_log, "epoch_time_s": before_s + time.perf_counter() - t0}
 
@@ -313,6 +315,8 @@ def fit(
         RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite``.
         RunLockedError: another process is writing ``run_dir``.
         RunFolderError: ``run_dir`` cannot be created or written (checked before any work).
+        ConfigError: a tracker of ``train.loggers`` is unknown or its package is missing (checked
+            before any work; a tracker failing later is a warning, never the run's end).
         NonFiniteLossError: the loss became NaN/inf (checkpoints of earlier epochs are kept).
     """
     if resume_overrides and not resume:
@@ -420,12 +424,11 @@ def _epoch(run: Run, state: TrainState, train_model: nn.Module, callbacks: list[
     """One epoch: train, advance the loop counters, run the callbacks; (its record, stop?).
 
     ``state.epoch`` and ``state.step`` move here and only here (the step count of the epoch is
-    the loader's length), ``state.partial`` ends here, and the record joins ``state.history``.
+    the loader's length), and the record joins ``state.history``.
     """
     t_epoch = time.perf_counter()
     before_s = state.partial.elapsed_s if state.partial is not None else 0.0  # a resumed epoch's earlier part
     record = train_one_epoch(run, state, train_model, progress=progress, run_dir=rd.path, on_step=on_step)
-    state.partial = None
     state.step += len(run.loader)
     state.epoch += 1
     if applied and state.resumes and state.resumes[-1]["epoch"] == state.epoch - 1:

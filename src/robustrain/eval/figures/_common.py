@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from robustrain.artifacts import LoadedModel, checkpoint_file
-from robustrain.data import load_split
+from robustrain.artifacts import LoadedModel, checkpoint_file, eval_data
+from robustrain.data import load_eval_split
 from robustrain.eval.plots import pct  # noqa: F401  (re-exported for the figure modules)
 from robustrain.utils.fileio import write_atomic
 from robustrain.utils.registry import Registry
@@ -146,14 +146,11 @@ def model_label(path: Path, method: str) -> str:
     return method if run == method else f"{method} ({run})"
 
 
-def model_data_root(loaded: LoadedModel, root: str | None) -> str | None:
-    """``--data-root`` when given, else the dataset folder the model was trained with."""
-    return root or ((loaded.config or {}).get("data") or {}).get("root")
-
-
-def load_test_images(dataset: str, n: int, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` (>= 2) test images (uint8) and labels of ``dataset``."""
+def load_test_images(loaded: LoadedModel, n: int, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` (>= 2) test images (uint8) and labels of the data ``loaded`` was trained on
+    (its saved config's test data, :func:`robustrain.artifacts.eval_data`; ``root``: ``--data-root``,
+    the folder moved). On a streaming dataset only these ``n`` images are decoded."""
     if n < 2:
         raise ValueError(f"--n must be at least 2, got {n}")
-    x, y = load_split(dataset, "test", root=root)
-    return x[:n], y[:n]
+    x, y, _ = load_eval_split(eval_data(loaded, data_root=root), n)
+    return x, y

@@ -20,7 +20,6 @@ from robustrain.eval.figures._common import (
     common_dir,
     device_from,
     load_test_images,
-    model_data_root,
     model_label,
     output_base,
     parse_eps,
@@ -74,7 +73,7 @@ def aa_diff_figure(checkpoint_a: str | Path, checkpoint_b: str | Path, out: str 
     if loaded[0].dataset != loaded[1].dataset:
         raise ValueError(f"A was trained on {loaded[0].dataset} and B on {loaded[1].dataset}; compare "
                          "checkpoints of the same dataset")
-    x, y = load_test_images(loaded[0].dataset, n, model_data_root(loaded[0], data_root))
+    x, y = load_test_images(loaded[0], n, data_root)
     live = show_progress(progress)
     bar = tqdm(total=2 * len(radii), desc=f"aa-diff {attack}", leave=False, disable=not live)
     sides = []

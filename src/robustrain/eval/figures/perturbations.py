@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from robustrain.artifacts import RunDir, load_checkpoint
 from robustrain.config import config_from_dict, upgrade_saved_config
-from robustrain.data import get_dataset_info, load_split
+from robustrain.data import EvalData, eval_data_info, eval_labels, load_eval_split
 from robustrain.eval.figures._common import ANALYSES, arg, output_base, write_series
 from robustrain.eval.images import rescale_symmetric
 from robustrain.eval.plots import image_figure, require_matplotlib
@@ -60,15 +61,17 @@ def perturbation_figure(run: str | Path, out: str | Path | None = None, *, check
     path = run if run.is_file() else run / checkpoint
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(upgrade_saved_config(ckpt["config"]))
-    info = get_dataset_info(cfg.data.name)
+    # the run's test data, streaming datasets too (only the images shown are decoded)
+    data = EvalData.from_section(asdict(cfg.data))
+    info = eval_data_info(data)
     z = universal_perturbations(ckpt["method"], info.num_classes, tuple(info.image_shape)).numpy()
     classes = list(range(min(info.num_classes, 20)))
-    images, labels = load_split(cfg.data.name, "test", root=cfg.data.root)
-    x = []
-    for c in classes:
-        hits = (labels == c).nonzero()
-        x.append(images[int(hits[0])].float().numpy() / 255 if len(hits) else np.zeros(info.image_shape, np.float32))
-    x = np.stack(x)
+    labels = eval_labels(data)
+    first = {c: int((labels == c).nonzero()[0]) for c in classes if bool((labels == c).any())}
+    shown = load_eval_split(data, ids=list(first.values())).x if first else None
+    row = {c: k for k, c in enumerate(first)}
+    x = np.stack([shown[row[c]].float().numpy() / 255 if c in row else np.zeros(info.image_shape, np.float32)
+                  for c in classes])
     zc = z[classes]
     max_abs = float(np.abs(zc).max())
     names = [info.class_names[c] if info.class_names else f"class {c}" for c in classes]

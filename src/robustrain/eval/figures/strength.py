@@ -32,7 +32,6 @@ from robustrain.eval.figures._common import (
     device_from,
     eps_grid,
     load_test_images,
-    model_data_root,
     model_label,
     common_dir,
     output_base,
@@ -162,7 +161,7 @@ def strength_figure(checkpoints: Sequence[str | Path] | str | Path, out: str | P
     models = []
     for path in paths:
         loaded = load_model(path, dev)
-        x, y = load_test_images(loaded.dataset, n, model_data_root(loaded, data_root))
+        x, y = load_test_images(loaded, n, data_root)
         res = accuracy_vs_strength(loaded.model, x, y, grid, steps=steps, alpha=step, batch_size=batch_size,
                                    seed=seed, progress=show_progress(progress))
         models.append({"checkpoint": str(path), "label": model_label(path, loaded.meta["method"]),

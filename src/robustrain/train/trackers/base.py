@@ -57,7 +57,7 @@ class TrackerRun:
     run_dir: Path
     out_dir: Path
     project: str = ""
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
     stored: Mapping[str, Any] | None = None
     first_step: int = 0

@@ -3,7 +3,8 @@
 A backend that raises (server unreachable, disk full, a bug in the backend) is one warning and is
 off for the rest of the run; training goes on and the run folder stays the record of truth. What
 each backend has logged is kept in the run folder's ``trackers.json`` (written atomically):
-``{name: {"run": <what start returned: its id ...>, "epoch": E, "step": S}}``, so ``--resume``
+``{name: {"run": <what start returned: its id ...>, "epoch": E, "step": S, "final_step": F}}``
+(F: the step of the final table, once logged), so ``--resume``
 reopens the same tracker run and logs only the epochs after ``E``: a resumed run is one curve,
 without duplicated steps.
 
@@ -109,6 +110,8 @@ class Trackers:
                 same = entry is not None and (info or {}).get("run_id") == (entry.get("run") or {}).get("run_id")
                 self._state[name] = {"run": info, "epoch": int(entry["epoch"]) if same else 0,
                                      "step": int(entry["step"]) if same else 0}
+                if same and "final_step" in entry:
+                    self._state[name]["final_step"] = entry["final_step"]
         self._save()
 
     def log_history(self, history: Sequence[Mapping[str, Any]]) -> None:
@@ -130,13 +133,19 @@ class Trackers:
     def log_final(self, summary: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
                   files: Sequence[Path] = ()) -> None:
         """The final table (``summary.json``) at the last epoch's step, after any epoch not logged
-        yet; then ``files`` (``train.log_artifacts=true``)."""
+        yet; then ``files`` (``train.log_artifacts=true``). A backend that has the final table of
+        this step already (a finished run resumed again) does not get it twice."""
         self.log_history(history)
         metrics, step = final_metrics(summary), last_step(history)
         for name in list(self._active):
+            if self._state[name].get("final_step") == step:
+                continue
             self._call(name, lambda t: t.log_summary(metrics, step))
             for path in files:
                 self._call(name, lambda t: t.log_artifact(path))
+            if name in self._active:
+                self._state[name]["final_step"] = step
+        self._save()
 
     def close(self, *, failed: bool = False) -> None:
         """Finish every backend's run (``failed``: training ended with an exception)."""

@@ -122,5 +122,5 @@ class MLflowTracker(Tracker):
             self._client.set_terminated(self._run_id, status="FAILED" if failed else "FINISHED")
 
 
-def _params(params: Mapping[str, str]) -> dict[str, str]:
+def _params(params: Mapping[str, Any]) -> dict[str, str]:
     return {metric_key(k): str(v)[:_MAX_PARAM] for k, v in params.items()}

@@ -12,9 +12,9 @@ Example:
     ...           "steps": [{"step": 2, "lr": 0.1, "loss": 2.2}, {"step": 4, "lr": 0.1, "loss": 1.8}],
     ...           "epoch_time_s": 3.0, "resumed_with": ["optim.lr=0.05"]}
     >>> for step, metrics in epoch_points(record):
-    ...     print(step, metrics)
-    2 {'steps/lr': 0.1, 'steps/loss': 2.2}
-    4 {'steps/lr': 0.1, 'steps/loss': 1.8, 'epoch': 1.0, 'lr': 0.1, 'train/loss': 2.0, 'eval/pgd20': 0.25, 'epoch_time_s': 3.0}
+    ...     print(step, sorted(metrics))
+    2 ['steps/loss', 'steps/lr']
+    4 ['epoch', 'epoch_time_s', 'eval/pgd20', 'lr', 'steps/loss', 'steps/lr', 'train/loss']
 """
 
 from __future__ import annotations
@@ -70,16 +70,17 @@ def _numbers(d: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def config_params(cfg: Config) -> dict[str, str]:
-    """The resolved config as ``{dotted.key: text}`` (what trackers show as parameters).
+def config_params(cfg: Config) -> dict[str, Any]:
+    """The resolved config as ``{dotted.key: value}`` (what trackers show as parameters): numbers,
+    booleans and strings as they are (MLflow stores them as text), lists joined by commas.
 
     Example:
         >>> from robustrain.config import load_config
         >>> params = config_params(load_config(None, ["method=trades", "train.epochs=2"]))
         >>> params["method.name"], params["train.epochs"], params["eval.final_attacks"]
-        ('trades', '2', 'natural,pgd20,cw30')
+        ('trades', 2, 'natural,pgd20,cw30')
     """
-    return {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
             for k, v in flatten(config_to_dict(cfg), sep=".").items()}
 
 
@@ -120,9 +121,10 @@ def final_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     ``final/<key>`` for the best epoch, wall time and test-set size.
 
     Example:
-        >>> final_metrics({"final": {"natural": 0.5}, "final_last": {"natural": 0.4}, "best_epoch": 2,
-        ...                "train_time_s": 9.5, "selection_split": {"n_evaluated": 64, "seed": 13}})
-        {'final/best/natural': 0.5, 'final/last/natural': 0.4, 'selection/n_evaluated': 64.0, 'selection/seed': 13.0, 'final/best_epoch': 2.0, 'final/train_time_s': 9.5}
+        >>> m = final_metrics({"final": {"natural": 0.5}, "final_last": {"natural": 0.4}, "best_epoch": 2,
+        ...                    "train_time_s": 9.5, "selection_split": {"n_evaluated": 64, "seed": 13}})
+        >>> m["final/best/natural"], m["final/last/natural"], m["final/best_epoch"], m["selection/n_evaluated"]
+        (0.5, 0.4, 2.0, 64.0)
     """
     out = {**_numbers(summary.get("final") or {}, "final/best/"), **_numbers(summary.get("final_last") or {},
                                                                              "final/last/")}

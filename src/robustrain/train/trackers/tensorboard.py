@@ -56,6 +56,6 @@ class TensorBoardTracker(Tracker):
             self._writer.close()
 
 
-def _table(items: Mapping[str, str]) -> str:
+def _table(items: Mapping[str, Any]) -> str:
     """A two-column Markdown table (TensorBoard's text tab renders Markdown)."""
     return "| key | value |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in items.items())

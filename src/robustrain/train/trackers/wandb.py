@@ -10,8 +10,9 @@ the final table into the run summary. ``--resume`` reopens the stored id (``resu
 W&B's console capture is off: the run folder and the terminal stay robustrain's.
 
 Example:
-    >>> wandb_tags({"method": "trades", "selection": "x" * 80})
-    (['method:trades'], {'tag.selection': 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'})
+    >>> tags, config = wandb_tags({"method": "trades", "selection": "x" * 80})
+    >>> tags, sorted(config)
+    (['method:trades'], ['tag.selection'])
 """
 
 from __future__ import annotations
