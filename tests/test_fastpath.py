@@ -124,8 +124,8 @@ def test_eval_is_fp32_while_training_in_bf16(fast_overrides, monkeypatch):
     phase = ["train"]
     real_build = ModelSpec.build
 
-    def build(spec, device="cpu"):
-        model = real_build(spec, device)
+    def build(spec, device="cpu", **kwargs):
+        model = real_build(spec, device, **kwargs)
         model.register_forward_hook(
             lambda m, args, out: seen[phase[0]].add((out[0] if isinstance(out, tuple) else out).dtype))
         return model

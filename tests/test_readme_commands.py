@@ -50,15 +50,15 @@ SKIPPED = {
     "robustrain train --config configs/cifar10/pgd_at_resnet18.yaml data.root=/data/cifar10":
         "needs the official CIFAR-10 files (offline machine; the missing-file error is tested in test_data.py)",
     "robustrain reproduce table1 --scale full": "the paper's setting: full CIFAR-10/100 and SVHN files and a GPU",
-    "robustrain train data.name=imagefolder data.root=/data/imagenet": "needs an ImageNet folder (the streaming path "
-        "runs on a tiny image folder in test_streaming.py)",
-    "robustrain data shard /data/imagenet": "needs an ImageNet folder (shards of a tiny folder: test_streaming.py)",
-    "robustrain train data.name=webdataset": "needs ImageNet shards (shards of a tiny folder: test_streaming.py)",
-    "robustrain train data.name=imagefolder data.root=/data/imagenet": "needs an ImageNet-layout image folder",
-    "robustrain data shard /data/imagenet": "needs an ImageNet-layout image folder",
-    "robustrain train data.name=webdataset data.root='/data/imagenet-shards": "needs ImageNet tar shards",
+    "robustrain train data.name=imagefolder data.root=/data/imagenet": "needs an ImageNet-layout image folder (the "
+        "streaming path runs on a tiny image folder in test_streaming.py)",
+    "robustrain data shard /data/imagenet": "needs an ImageNet-layout image folder (shards of a tiny folder: "
+        "test_streaming.py)",
+    "robustrain train data.name=webdataset": "needs ImageNet tar shards (shards of a tiny folder: test_streaming.py)",
     "robustrain train --resume runs/uiat-resnet18-imagefolder-s0": "continues the ImageNet run above (resuming "
         "inside an epoch is tested on a tiny run in test_midepoch_resume.py)",
+    "robustrain train --config configs/imagenet/": "the ImageNet presets need ImageNet and a GPU (their recipe is "
+        "checked in test_imagenet_presets.py)",
     "torchrun ": "multi-process / multi-node launch (the DDP path is tested on CPU with gloo in test_distributed.py)",
 }
 

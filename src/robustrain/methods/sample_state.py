@@ -98,7 +98,7 @@ class SampleStorage:
 
     @property
     def nbytes(self) -> int:
-        return self.rows * self.cols * torch.empty((), dtype=self.dtype).element_size()
+        return self.rows * self.cols * self.dtype.itemsize
 
     def allocate(self, device: torch.device | str | None) -> Tensor:
         """A zero table: on ``device`` (None: the CPU, moved with its module), or in host memory."""
