@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 import warnings
 from pathlib import Path
 
@@ -53,7 +54,13 @@ def resumed_run(tmp_path_factory):
             fit(cfg, progress=False, verbose=False, on_epoch_end=_stop_after_first_epoch)
         run_dir = out / "runs" / cfg.run_name
         first = json.loads((run_dir / "trackers.json").read_text())
+        # W&B names an offline run's folder by the second it started (offline-run-YYYYmmdd_HHMMSS-ID):
+        # two processes of one run id started within the same second share a folder and the later
+        # .wandb file replaces the earlier one, so the processes here start a second apart, as real
+        # resumes do
+        time.sleep(1.1)
         summary = fit(cfg, resume=True, progress=False, verbose=False)
+        time.sleep(1.1)
         fit(cfg, resume=True, progress=False, verbose=False)
     return run_dir, first, json.loads((run_dir / "trackers.json").read_text()), summary
 
