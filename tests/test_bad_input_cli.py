@@ -432,7 +432,10 @@ def test_real_ctrl_c_in_the_first_seconds_of_train(tmp_path, delay):
     proc = subprocess.Popen(
         [sys.executable, "-m", "robustrain", "train", *TINY, "train.epochs=50", f"out_dir={out_dir}", "name=r"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"})
+        env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"},
+        # a shell starts background jobs with SIGINT ignored, and Python then installs no Ctrl-C
+        # handler in the child: give it the terminal's default, as a user's shell does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

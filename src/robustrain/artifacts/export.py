@@ -125,6 +125,25 @@ def _headline(evaluations: list[dict[str, Any]], dataset: str, key: str, eps: fl
     return None if best is None else float(best["accuracy"][key])
 
 
+def _checked_target(checkpoint: Path, out: Path, fmt: str | None) -> tuple[Path, str, Path]:
+    """(weights path, format, card path) of an export, every check done before anything is read."""
+    if out.suffix == ".json":
+        raise UsageError(f"export target {out} ends in .json, the name of its model card; give a weights file "
+                         "such as model.pt")
+    out, fmt = _target(out, fmt)
+    card_path = export_info_path(out)
+    if fmt == "safetensors":
+        require_safetensors()
+    if out.resolve() == checkpoint.resolve() or card_path.resolve() == checkpoint.resolve():
+        raise UsageError(f"export target {out} would overwrite the checkpoint; choose another OUT path")
+    for target in (out, card_path):
+        reason = unwritable_reason(target)
+        if reason is not None:
+            raise UsageError(f"cannot export to {target}: {reason}; give a file path in a writable folder, "
+                             "e.g. models/model.pt")
+    return out, fmt, card_path
+
+
 def export_model(
     checkpoint: str | Path,
     out: str | Path,
@@ -154,21 +173,8 @@ def export_model(
         MissingExtraError: ``safetensors`` is asked for but not installed (before any work).
         DiskFullError: the disk filled up while writing (the files there before are intact).
     """
-    checkpoint, out = Path(checkpoint), Path(out)
-    if out.suffix == ".json":
-        raise UsageError(f"export target {out} ends in .json, the name of its model card; give a weights file "
-                         "such as model.pt")
-    out, fmt = _target(out, fmt)
-    card_path = export_info_path(out)
-    if fmt == "safetensors":
-        require_safetensors()
-    if out.resolve() == checkpoint.resolve() or card_path.resolve() == checkpoint.resolve():
-        raise UsageError(f"export target {out} would overwrite the checkpoint; choose another OUT path")
-    for target in (out, card_path):
-        reason = unwritable_reason(target)
-        if reason is not None:
-            raise UsageError(f"cannot export to {target}: {reason}; give a file path in a writable folder, "
-                             "e.g. models/model.pt")
+    checkpoint = Path(checkpoint)
+    out, fmt, card_path = _checked_target(checkpoint, Path(out), fmt)
     loaded = load_model(checkpoint, "cpu", ema=ema)
     if loaded.config is None:
         raise UsageError(f"{checkpoint} is already an export; copy it and {export_info_path(checkpoint)} instead")

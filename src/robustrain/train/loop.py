@@ -99,6 +99,29 @@ def _accumulate(sums: dict[str, torch.Tensor], key: str, value: torch.Tensor) ->
         sums[key] = value.clone()
 
 
+def _set_lr(run: Run, step: int, total_steps: int) -> float:
+    """Set the optimiser's lr (and cyclic momentum) for 0-based global ``step``; returns the lr."""
+    cfg = run.cfg
+    lr = lr_at(cfg.schedule, step, total_steps, cfg.optim.lr)
+    momentum = momentum_at(cfg.schedule, step, total_steps)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+        if momentum is not None:
+            group["momentum"] = momentum
+    return lr
+
+
+def _step_sums(out: Any, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One step's per-sample sums on the device (no host sync): loss, accuracy, the method's metrics
+    and the signs of a one-class collapse (issue 19; under DDP ``majority`` is each rank's share of
+    its own part of the batch, averaged over ranks)."""
+    bs, logits = y.shape[0], out.logits.detach()
+    sums = {"loss": out.loss.detach().float() * bs, "acc": (logits.argmax(1) == y).sum().float()}
+    sums.update({k: v.detach().float() * bs for k, v in out.metrics.items()})
+    sums.update({k: v * bs for k, v in prediction_stats(logits).items()})
+    return sums
+
+
 def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, progress: bool = False,
                     run_dir: Path | None = None, on_step: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train epoch ``state.epoch`` (0-based), steps ``state.step`` + 0, 1, ...; the caller
@@ -149,12 +172,7 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
                disable=not progress, leave=False, dynamic_ncols=True)
     for i, batch in enumerate(bar, start=prog.step):
         step = state.step + i  # 0-based global step of this batch; the lr schedule is a function of it
-        lr = lr_at(cfg.schedule, step, total_steps, cfg.optim.lr)
-        momentum = momentum_at(cfg.schedule, step, total_steps)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-            if momentum is not None:
-                group["momentum"] = momentum
+        lr = _set_lr(run, step, total_steps)
         if cfg.train.channels_last:
             batch = batch._replace(x=batch.x.contiguous(memory_format=torch.channels_last))
         with fast_math(run.device):
@@ -175,13 +193,7 @@ def train_one_epoch(run: Run, state: TrainState, train_model: nn.Module, *, prog
         bs = batch.y.shape[0]
         n_seen += bs
         interval_n += bs
-        logits = out.logits.detach()
-        step_sums = {"loss": out.loss.detach().float() * bs, "acc": (logits.argmax(1) == batch.y).sum().float()}
-        step_sums.update({k: v.detach().float() * bs for k, v in out.metrics.items()})
-        # signs of a one-class collapse, for every method (issue 19); under DDP ``majority`` is
-        # each rank's share of its own part of the batch, averaged over ranks
-        step_sums.update({k: v * bs for k, v in prediction_stats(logits).items()})
-        for k, v in step_sums.items():
+        for k, v in _step_sums(out, batch.y).items():
             _accumulate(sums, k, v)
             _accumulate(interval, k, v)
         if (i + 1) % cfg.train.log_every == 0 or i + 1 == steps_per_epoch:
