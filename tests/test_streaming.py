@@ -303,6 +303,25 @@ def test_fit_pgd_at_one_epoch_on_the_folder(folder, tmp_path):
     assert summary["selection_split"]["split"] == "validation"
 
 
+def test_fit_uiat_one_epoch_on_folder_and_shards_is_the_same_run(folder, shards, tmp_path):
+    """UIAT keeps per-sample targets by ``Batch.idx`` (momentum from the first epoch here): the
+    folder and its shards give the same ids in the same order, so the two runs are the same run."""
+    uiat = ["method=uiat", "method.steps=1", "method.alpha=8/255", "method.momentum_start=0.0"]
+    over = [o for o in SMALL_RUN if not o.startswith("method")] + uiat
+    from_folder = fit(load_config(None, over + [f"data.root={folder}", f"out_dir={tmp_path}", "name=f"]),
+                      progress=False, verbose=False)
+    from_shards = fit(load_config(None, over + ["data.name=webdataset", f"data.root={_pattern(shards)}",
+                                                f"out_dir={tmp_path}", "name=s"]), progress=False, verbose=False)
+    a = torch.load(tmp_path / "f" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "s" / "last.pt", weights_only=True)
+    assert set(a["method"]) == set(b["method"]) and any("z" in k for k in a["method"])
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in a["method"]:
+        assert torch.equal(a["method"][key], b["method"][key]), key
+    assert from_folder["final"] == from_shards["final"]
+
+
 # ------------------------------------------------------------------ bad input: one line each
 def _one_line(err: BaseException) -> str:
     msg = str(err)
