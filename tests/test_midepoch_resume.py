@@ -208,3 +208,15 @@ def test_repair_never_copies_a_mid_epoch_last_pt_to_best(tmp_path):
     # between epochs the same situation is repaired by a copy
     assert rd.repair(history, best_epoch=1, last_epoch=1, best_epoch_on_disk=None)
     assert rd.best.read_bytes() == b"mid-epoch weights"
+
+
+def test_nan_in_epoch_one_names_the_mid_epoch_checkpoint(tmp_path):
+    """A NaN inside epoch 1 of a run with train.checkpoint_every: its last.pt is the way on, not
+    "nothing was kept"."""
+    from robustrain.train.loop import _nan_advice
+
+    assert "nothing was kept" in _nan_advice(float("nan"), 0, 7, 0.1, tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"x")
+    msg = _nan_advice(float("nan"), 0, 7, 0.1, tmp_path)
+    assert "last.pt (inside epoch 1) is intact" in msg and f"--resume {tmp_path} optim.lr=0.05" in msg
+    assert "nothing was kept" not in msg

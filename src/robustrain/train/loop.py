@@ -244,8 +244,10 @@ def _method_loss(run: Run, train_model: nn.Module, batch: Any) -> torch.Tensor:
 
 def _nan_advice(loss: float, epoch: int, step: int, lr: float, run_dir: Path | None) -> str:
     where = f"non-finite training loss ({loss}) at epoch {epoch + 1}, step {step}"
-    if epoch > 0 and run_dir is not None:
-        return (f"{where}; the {epoch} completed epoch(s) in {run_dir} are intact: continue with a lower learning "
+    if run_dir is not None and (epoch > 0 or RunDir(run_dir).last.is_file()):
+        # epoch 1 may have a last.pt too: a train.checkpoint_every checkpoint from inside the epoch
+        kept = f"the {epoch} completed epoch(s) in {run_dir} are" if epoch > 0 else f"{run_dir}/last.pt (inside epoch 1) is"
+        return (f"{where}; {kept} intact: continue with a lower learning "
                 f"rate, `robustrain train --resume {run_dir} optim.lr={lr / 2:g}`, or check the method's "
                 "hyper-parameters")
     return (f"{where}; no epoch completed, so nothing was kept: start again with a lower learning rate "
