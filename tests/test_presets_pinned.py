@@ -2,7 +2,8 @@
 across refactors (fingerprints recorded before the layering redesign, issue 11). Re-pinned for
 issue 19: the 50 presets of the inverse family (iat, uiat, uiat_oneoff, <base>+uiat) changed
 by design (target_bn_mode, adv_features), so their runs trained with the old eval-mode target are
-not reused; every other preset kept its fingerprint."""
+not reused; every other preset kept its fingerprint. The two ImageNet presets (issue 20) were added
+with their fingerprints."""
 
 import json
 from pathlib import Path

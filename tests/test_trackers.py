@@ -271,3 +271,9 @@ def test_tracker_keys_stay_out_of_the_fingerprint():
     assert config_fingerprint(base) == config_fingerprint(
         load_config(None, ["train.loggers=[]", "train.log_artifacts=false", "train.tracker_project="]))
 
+    # on, too: logging and checkpoint frequency never change what is trained, so reproduce finds
+    # a run trained with a tracker (or mid-epoch checkpoints) again
+    assert config_fingerprint(base) == config_fingerprint(load_config(None, [
+        "train.loggers=[tensorboard,mlflow]", "train.log_artifacts=true", "train.tracker_project=p",
+        "train.checkpoint_every=100", "data.workers=2"]))
+    assert config_fingerprint(base) != config_fingerprint(load_config(None, ["train.sample_state=bf16"]))

@@ -179,16 +179,29 @@ FINGERPRINT_OMIT_AT_DEFAULT: dict[str, object] = {
 }
 
 
+#: keys added after the presets were pinned that never change what is trained (logging, where
+#: and how often files are written, decoding processes): left out of :func:`config_fingerprint`
+#: whatever their value, so a run with a tracker on, or checkpoints inside epochs, is found again
+#: by reproduce. (Older keys of that kind, ``train.tensorboard`` and ``train.log_every``, stay in
+#: the hash: removing them would change every pinned fingerprint.)
+_ANY = object()  # FINGERPRINT_IGNORED: any value is dropped
+FINGERPRINT_IGNORED = ("train.loggers", "train.log_artifacts", "train.tracker_project", "train.checkpoint_every",
+                       "data.workers")
+
+
 def _omit_at_default(d: dict) -> dict:
-    """``d`` (a config dict) without the :data:`FINGERPRINT_OMIT_AT_DEFAULT` keys that hold their default."""
-    for key, default in FINGERPRINT_OMIT_AT_DEFAULT.items():
+    """``d`` (a config dict) without the :data:`FINGERPRINT_IGNORED` keys and the
+    :data:`FINGERPRINT_OMIT_AT_DEFAULT` keys that hold their default."""
+    omitted = {**FINGERPRINT_OMIT_AT_DEFAULT, **{key: _ANY for key in FINGERPRINT_IGNORED}}
+    for key, default in omitted.items():
         *parents, leaf = key.split(".")
         node = d
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+        if isinstance(node, dict) and leaf in node and (default is _ANY or node[leaf] == default):
             del node[leaf]
     return d
+
 
 
 def config_fingerprint(cfg: Config) -> str:
