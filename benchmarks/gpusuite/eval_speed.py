@@ -59,12 +59,7 @@ def _model(suite: Suite) -> tuple[nn.Module, str]:
 
 
 def _autoattack(suite: Suite, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
-    name = "eval AutoAttack standard"
-    try:
-        import pyautoattack  # noqa: F401
-    except ImportError:
-        suite.skip(name, "pyautoattack is not installed (pip install -e '.[autoattack]')")
-        return
+    name = "eval AutoAttack standard"  # pyautoattack is a core dependency
     pgd = suite.eval_speed["rows"].get("pgd20")
     # standard AA costs roughly 50-100 PGD-20s on the images it attacks (the robust ones)
     per_img = (pgd["seconds"] / pgd["n"]) * 60 if pgd else 0.05

@@ -46,7 +46,7 @@ try:  # POSIX advisory locks; elsewhere the lock is a no-op (documented)
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunDir", "checkpoint_file"]
+__all__ = ["RunDir", "checkpoint_file", "existing_checkpoint"]
 
 
 class RunDir:
@@ -372,3 +372,14 @@ def checkpoint_file(path: str | Path) -> Path:
     """A checkpoint file as given, or a run folder's best.pt (its last.pt without one)."""
     path = Path(path)
     return RunDir(path).best_or_last() if path.is_dir() else path
+
+
+def existing_checkpoint(path: str | Path, label: str = "checkpoint") -> Path:
+    """:func:`checkpoint_file`, which must exist: else a one-line CheckpointError naming ``label``
+    (``checkpoint``, ``--surrogate`` ...) and what to give instead."""
+    ckpt = checkpoint_file(path)
+    if not ckpt.is_file():
+        why = (f"the run folder {path} holds no best.pt or last.pt yet (no epoch finished?)" if Path(path).is_dir()
+               else "give a best.pt / last.pt, a run folder or an exported OUT.pt")
+        raise CheckpointError(f"{label} {ckpt} does not exist; {why}")
+    return ckpt

@@ -67,19 +67,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return a
 
 
-def _existing_checkpoint(path: str, flag: str):
-    from robustrain.artifacts import checkpoint_file
-    from robustrain.utils.errors import CheckpointError
-
-    ckpt = checkpoint_file(path)
-    if not ckpt.is_file():
-        folder = Path(path)
-        why = (f"the run folder {folder} holds no best.pt or last.pt yet (no epoch finished?)" if folder.is_dir()
-               else "give a best.pt / last.pt, a run folder or an exported OUT.pt")
-        raise CheckpointError(f"{flag}{ckpt} does not exist; {why}")
-    return ckpt
-
-
 def _out_base(out: str | None, ckpt: Path) -> Path:
     if out is None:
         return ckpt.with_name(ckpt.stem + "-audit")
@@ -89,6 +76,7 @@ def _out_base(out: str | None, ckpt: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from robustrain.artifacts import check_dataset, eval_data, load_model
+    from robustrain.artifacts.run_dir import existing_checkpoint
     from robustrain.data import load_eval_split
     from robustrain.eval.audit import AuditSettings, format_text, run_audit, write_report
     from robustrain.utils.units import format_eps, parse_number
@@ -101,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < eps <= 1:
         raise UsageError(f"--eps must be in (0, 1] (an Linf radius in [0, 1] pixels), e.g. 8/255, got {args.eps}")
     device = device_option(args.device)
-    ckpt = _existing_checkpoint(args.checkpoint, "checkpoint ")
-    surrogate_path = _existing_checkpoint(args.surrogate, "--surrogate ") if args.surrogate else None
+    ckpt = existing_checkpoint(args.checkpoint)
+    surrogate_path = existing_checkpoint(args.surrogate, "--surrogate") if args.surrogate else None
     base = _out_base(args.out, ckpt)
     for suffix in (".md", ".json"):
         require_writable(base.with_name(base.name + suffix), "--out")

@@ -35,12 +35,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from robustrain.artifacts import check_dataset, checkpoint_file, eval_data, load_model
+from robustrain.artifacts import check_dataset, eval_data, load_model
+from robustrain.artifacts.run_dir import existing_checkpoint
 from robustrain.attacks.autoattack import AutoAttackSpec, default_eps, parse_autoattack_name
 from robustrain.data import load_eval_split
 from robustrain.eval.records import eval_record_path
 from robustrain.eval.robust import Attack, EvalRecord, evaluate_checkpoint
-from robustrain.utils.errors import CheckpointError, DatasetFileError, UsageError
+from robustrain.utils.errors import DatasetFileError, UsageError
 from robustrain.utils.fileio import write_json
 
 __all__ = ["EvalFiles", "SavedEvaluation", "eval_files", "evaluate_saved"]
@@ -79,12 +80,7 @@ def eval_files(checkpoint: str | Path, attacks: Sequence[str], *, norm: str = "L
     Raises:
         CheckpointError: the file (or the run folder's best.pt / last.pt) does not exist.
     """
-    ckpt = checkpoint_file(checkpoint)
-    if not ckpt.is_file():
-        folder = Path(checkpoint)
-        why = (f"the run folder {folder} holds no best.pt or last.pt yet (no epoch finished?)" if folder.is_dir()
-               else "give a best.pt / last.pt, a run folder or an exported OUT.pt")
-        raise CheckpointError(f"checkpoint {ckpt} does not exist; {why}")
+    ckpt = existing_checkpoint(checkpoint)
     record = Path(out) if out else eval_record_path(ckpt, list(attacks), norm, eps, n)
     uses_aa = any(parse_autoattack_name(a, norm=norm, eps=eps) is not None for a in attacks)
     state = (Path(aa_state) if aa_state else record.with_name(record.stem + ".aa-state")) if uses_aa else None

@@ -225,6 +225,7 @@ def autoattack(
     pyautoattack = require_pyautoattack()
     device = next(model.parameters()).device
     with preserved_rng(), fp32_eval(model), captured(None, False) as flags:
+        # the official package takes host tensors and moves each of its batches to the device
         xc, yc = to_unit_float(x.detach().cpu()), y.detach().cpu().long()
         aa, notes = build_for(pyautoattack, model, spec, xc, seed=seed, device=device)
         aa.verbose = False

@@ -43,6 +43,7 @@ STATE_FORMAT = "robustrain-autoattack-state-v1"
 
 
 def _hash_tensor(h: "hashlib._Hash", t: Tensor) -> None:
+    # hashing needs the bytes on the host: once per evaluation (the resume key), outside any step
     t = t.detach().cpu().contiguous().reshape(-1)
     h.update(str((t.dtype, t.numel())).encode())
     h.update(t.view(torch.uint8).numpy().tobytes())
